@@ -1,0 +1,1 @@
+"""Response cache policy: exact + semantic layers, verification, stores (memory / Redis). No Ray here."""

@@ -1,0 +1,183 @@
+"""ResponseCache: exact layer, semantic layer (ANN + verifier), stale lookups, TTL, LRU, Redis durability."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from app.caching.entries import CachedResponse, CacheHit, Entry, LRUStore
+from app.caching.index import ScopedIndex
+from app.caching.keys import CacheQuery, context_key, exact_key, normalize, scope_key
+from app.caching.settings import CacheConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ResponseCache:
+    def __init__(self, cfg: CacheConfig, verifier: Any | None = None) -> None:
+        self.cfg = cfg
+        self.store = LRUStore(cfg.max_entries, cfg.max_bytes)
+        self.index = ScopedIndex()
+        self.verifier = verifier
+        if verifier is None and cfg.semantic_enabled and cfg.verifier_enabled:
+            from app.caching.verifier import PairVerifier
+
+            self.verifier = PairVerifier.load()
+        self.redis = None
+        if cfg.redis_url:
+            from app.caching.redis_store import RedisDurability
+
+            self.redis = RedisDurability(cfg.redis_url, cfg.key_prefix, cfg.redis_timeout_s, cfg.redis_retry_s)
+        self.counters: Counter[str] = Counter()
+        self.tenant_counters: dict[str, Counter[str]] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def rebuild(self) -> int:
+        """Load live entries from Redis into memory and the index (after a restart)."""
+        if self.redis is None:
+            return 0
+        now = time.time()
+        entries = sorted((e for e in await self.redis.load_all() if not e.expired(now)), key=lambda e: e.id)
+        for entry in entries:
+            self._insert(entry)
+        logger.info("cache rebuilt %d entries from redis", len(entries))
+        return len(entries)
+
+    def _insert(self, entry: Entry) -> list[Entry]:
+        evicted = self.store.put(entry)
+        for old in evicted:
+            self.index.remove(old.context, old.id)
+        if entry.embedding is not None:
+            self.index.add(entry.context, entry.id, entry.embedding)
+        return evicted
+
+    def _count(self, tenant: str, name: str) -> None:
+        self.counters[name] += 1
+        self.tenant_counters.setdefault(tenant, Counter())[name] += 1
+
+    async def _drop(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.id in self.store.entries:
+                self.store.pop(entry.id)
+            self.index.remove(entry.context, entry.id)
+        if self.redis is not None:
+            await self.redis.delete(e.id for e in entries)
+
+    # ---- lookups ---------------------------------------------------------------------------
+    async def lookup(self, q: CacheQuery) -> CacheHit | None:
+        now = time.time()
+        if self.cfg.exact_enabled:
+            entry = self.store.get_exact(exact_key(q))
+            if entry is not None and entry.expired(now):
+                await self._drop([entry])
+                self._count(q.tenant, "expired")
+            elif entry is not None and entry.serves(q.max_tokens()):
+                self._count(q.tenant, "hit_exact")
+                return CacheHit(entry.response, "exact", 1.0)
+        if self.cfg.semantic_enabled and q.embedding is not None:
+            for entry, sim in await self._candidates(q, self.cfg.similarity_threshold, now):
+                if not self._verified(q, entry):
+                    self._count(q.tenant, "verifier_rejected")
+                    continue
+                self.store.get(entry.id)  # touch for LRU
+                self._count(q.tenant, "hit_semantic")
+                return CacheHit(entry.response, "semantic", sim)
+        self._count(q.tenant, "miss")
+        return None
+
+    def _verified(self, q: CacheQuery, entry: Entry) -> bool:
+        if self.verifier is None or not self.cfg.verifier_enabled:
+            return True
+        return self.verifier.accept(normalize(q.last_user_text()), entry.question, q.embedding, entry.embedding,
+                                    self.cfg.verifier_threshold)
+
+    async def _candidates(self, q: CacheQuery, min_sim: float, now: float, k: int = 4) -> list[tuple[Entry, float]]:
+        found = []
+        expired = []
+        for entry_id, sim in self.index.search(context_key(q), q.embedding, k):
+            entry = self.store.entries.get(entry_id)
+            if entry is None:
+                continue
+            if entry.expired(now):
+                expired.append(entry)
+            elif sim >= min_sim and entry.serves(q.max_tokens()):
+                found.append((entry, sim))
+        if expired:
+            await self._drop(expired)
+        return found
+
+    async def stale_lookup(self, q: CacheQuery, min_similarity: float | None = None) -> CacheHit | None:
+        """Best match below the normal gate, unverified; for the fallback chain's degraded answer."""
+        entry = self.store.get_exact(exact_key(q))
+        if entry is not None:
+            self._count(q.tenant, "hit_stale")
+            return CacheHit(entry.response, "stale", 1.0)
+        if q.embedding is None:
+            return None
+        floor = self.cfg.stale_min_similarity if min_similarity is None else min_similarity
+        candidates = await self._candidates(q, floor, time.time(), k=1)
+        if not candidates:
+            return None
+        entry, sim = candidates[0]
+        self._count(q.tenant, "hit_stale")
+        return CacheHit(entry.response, "stale", sim)
+
+    # ---- writes ----------------------------------------------------------------------------
+    async def store_response(self, q: CacheQuery, r: CachedResponse, ttl_seconds: int | None = None) -> None:
+        ttl = ttl_seconds or self.cfg.ttl_seconds
+        entry = Entry(
+            id=random.getrandbits(62),
+            tenant=q.tenant,
+            scope=scope_key(q),
+            context=context_key(q),
+            exact=exact_key(q),
+            question=normalize(q.last_user_text()),
+            embedding=None if q.embedding is None else np.asarray(q.embedding, dtype=np.float32),
+            response=r,
+            max_tokens=q.max_tokens(),
+            expires_at=time.time() + ttl,
+        )
+        evicted = self._insert(entry)
+        self._count(q.tenant, "stores")
+        if evicted:
+            self.counters["evictions"] += len(evicted)
+        if self.redis is not None:
+            await self.redis.write(entry)
+            await self.redis.delete(e.id for e in evicted)
+
+    async def invalidate(self, tenant: str, prefix: str | None = None) -> int:
+        """Drop a tenant's entries (optionally only those whose prompt starts with ``prefix``)."""
+        norm = normalize(prefix) if prefix else None
+        victims = [e for e in self.store.entries.values()
+                   if e.tenant == tenant and (norm is None or e.question.startswith(norm))]
+        await self._drop(victims)
+        return len(victims)
+
+    async def flush(self) -> int:
+        victims = list(self.store.entries.values())
+        await self._drop(victims)
+        self.index.clear()
+        return len(victims)
+
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        counters = self.counters if tenant is None else self.tenant_counters.get(tenant, Counter())
+        entries = self.store.entries.values()
+        out: dict[str, Any] = {
+            "entries": len(self.store) if tenant is None else sum(1 for e in entries if e.tenant == tenant),
+            **{k: counters.get(k, 0) for k in ("hit_exact", "hit_semantic", "hit_stale", "miss",
+                                               "verifier_rejected", "stores", "expired")},
+        }
+        lookups = out["hit_exact"] + out["hit_semantic"] + out["miss"]
+        out["hit_rate"] = round((out["hit_exact"] + out["hit_semantic"]) / lookups, 4) if lookups else 0.0
+        if tenant is None:
+            out.update(bytes=self.store.bytes, evictions=self.counters.get("evictions", 0),
+                       redis_configured=self.redis is not None,
+                       redis_up=None if self.redis is None else self.redis.up,
+                       redis_errors=0 if self.redis is None else self.redis.errors,
+                       redis_pending=0 if self.redis is None else len(self.redis.pending_writes))
+        return out

@@ -1,0 +1,123 @@
+"""Redis as the durable copy of cache entries (the index lives in the actor's memory).
+
+Every write is best-effort with a short timeout: when Redis is down the cache keeps serving from
+memory, counts the failures, remembers what it could not write, and writes it once Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from app.caching.entries import Entry
+
+logger = logging.getLogger(__name__)
+
+
+class RedisDurability:
+    def __init__(self, url: str, prefix: str, timeout_s: float = 0.2, retry_s: float = 2.0) -> None:
+        import redis.asyncio as aioredis
+
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self.prefix = prefix
+        self.retry_s = retry_s
+        self.down_until = 0.0
+        self.errors = 0
+        self.pending_writes: dict[int, Entry] = {}  # written while Redis was down
+        self.pending_deletes: set[int] = set()
+
+    def key(self, entry_id: int) -> str:
+        return f"{self.prefix}:e:{entry_id}"
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.down_until = time.monotonic() + self.retry_s
+        logger.warning("redis unavailable (%s); cache continues in memory", type(exc).__name__)
+
+    async def _run(self, op) -> bool:
+        if not self.up:
+            return False
+        try:
+            await op()
+        except (TimeoutError, OSError, Exception) as exc:  # redis.ConnectionError/TimeoutError included
+            self._failed(exc)
+            return False
+        if self.pending_writes or self.pending_deletes:
+            await self._resync()
+        return True
+
+    async def _resync(self) -> None:
+        writes, deletes = self.pending_writes, self.pending_deletes
+        self.pending_writes, self.pending_deletes = {}, set()
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for entry in writes.values():
+                    self._queue_write(pipe, entry)
+                for entry_id in deletes:
+                    pipe.delete(self.key(entry_id))
+                await pipe.execute()
+            logger.info("redis back: resynced %d writes, %d deletes", len(writes), len(deletes))
+        except Exception as exc:
+            self.pending_writes.update(writes)
+            self.pending_deletes |= deletes
+            self._failed(exc)
+
+    def _queue_write(self, pipe, entry: Entry) -> None:
+        ttl_ms = max(int((entry.expires_at - time.time()) * 1000), 1)
+        pipe.hset(self.key(entry.id), mapping=entry.to_redis())
+        pipe.pexpire(self.key(entry.id), ttl_ms)
+
+    async def write(self, entry: Entry) -> None:
+        async def op() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                self._queue_write(pipe, entry)
+                await pipe.execute()
+
+        if not await self._run(op):
+            self.pending_writes[entry.id] = entry
+            self.pending_deletes.discard(entry.id)
+
+    async def delete(self, entry_ids: Iterable[int]) -> None:
+        ids = list(entry_ids)
+        if not ids:
+            return
+        for entry_id in ids:
+            self.pending_writes.pop(entry_id, None)
+
+        async def op() -> None:
+            await self.client.delete(*(self.key(i) for i in ids))
+
+        if not await self._run(op):
+            self.pending_deletes.update(ids)
+
+    async def load_all(self, batch: int = 500) -> list[Entry]:
+        """Every live entry under the prefix (used to rebuild the index after a restart)."""
+        entries: list[Entry] = []
+        try:
+            keys: list[bytes] = []
+            async for key in self.client.scan_iter(match=f"{self.prefix}:e:*", count=batch):
+                keys.append(key)
+            for start in range(0, len(keys), batch):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in keys[start : start + batch]:
+                        pipe.hgetall(key)
+                    rows = await pipe.execute()
+                for fields in rows:
+                    if fields:
+                        try:
+                            entries.append(Entry.from_redis(fields))
+                        except (KeyError, ValueError, TypeError) as exc:
+                            logger.warning("skipping unreadable cache entry: %s", exc)
+        except Exception as exc:
+            self._failed(exc)
+        return entries
+
+    async def close(self) -> None:
+        await self.client.aclose()

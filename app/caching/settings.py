@@ -1,0 +1,30 @@
+"""Cache configuration (part of GatewayConfig)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    redis_url: str | None = None  # None: in-memory only (the local default)
+    key_prefix: str = "llmgw:cache"
+    exact_enabled: bool = True
+    semantic_enabled: bool = True
+    similarity_threshold: float = Field(0.80, ge=0.0, le=1.0)  # candidate gate before verification
+    verifier_enabled: bool = True
+    verifier: Literal["mlp", "cross-encoder"] = "mlp"  # cross-encoder: built by `llmgw cache train-verifier`
+    verifier_threshold: float | None = None  # None: the artifact's threshold
+    stale_min_similarity: float = 0.6  # fallback chain: best match below the normal gate
+    max_temperature: float = 0.7  # above this, answers are meant to vary: bypass
+    ttl_seconds: int = 3600
+    max_entries: int = 100_000
+    max_bytes: int = 512 * 1024 * 1024
+    eviction: Literal["lru"] = "lru"
+    redis_timeout_s: float = 0.2
+    redis_retry_s: float = 2.0  # after a Redis failure, try again after this long
+    ray_actor_options: dict = Field(default_factory=lambda: {"num_cpus": 0.25})

@@ -1,0 +1,163 @@
+"""Pydantic configuration of the whole gateway: one model, loaded from one place.
+
+A Serve config's application ``args`` hold a :class:`GatewayConfig` (inline, or ``config: path``
+to a YAML file holding it). The CPU and GPU configs differ only in values (engine args,
+resources, autoscaling), never in shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.caching.settings import CacheConfig
+from app.observability.settings import ObservabilityConfig
+from app.resilience.settings import FallbackConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(_Strict):
+    """vLLM engine arguments for one pool (passed to ``AsyncEngineArgs``)."""
+
+    model: str
+    served_model_name: str | None = None
+    quantization: str | None = None  # e.g. "awq" / "awq_marlin" for the large GPU pool
+    max_model_len: int = 2048
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    gpu_memory_utilization: float = 0.90
+    max_num_seqs: int = 256
+    extra_args: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.served_model_name or Path(self.model).name
+
+
+class PoolConfig(_Strict):
+    """One model pool: a Serve deployment of vLLM replicas with its own resources and autoscaling."""
+
+    name: str
+    engine_kind: Literal["vllm", "echo"] = "vllm"  # "echo" only for overhead benchmarks
+    engine: EngineConfig
+    aliases: list[str] = Field(default_factory=list)
+    max_ongoing_requests: int = 64
+    stream_window_ms: float = 15.0  # tokens produced within this window cross Ray as one chunk
+    autoscaling_config: dict[str, Any] = Field(
+        default_factory=lambda: {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 32}
+    )
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class RouterConfig(_Strict):
+    """Classifier routing for ``model: auto`` (see docs/router.md)."""
+
+    enabled: bool = True
+    artifact: str | None = None  # None -> the bundled default artifact
+    threshold: float | None = None  # None -> the artifact's documented threshold
+    small_pool: str = "small"
+    large_pool: str = "large"
+    default_pool: str = "small"  # used when routing is off or fails
+    auto_models: list[str] = Field(default_factory=lambda: ["auto"])
+    timeout_s: float = 2.0
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.002
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+    num_replicas: int = 1
+
+
+class AuthConfig(_Strict):
+    """API keys -> tenants. Keys are given as env var names, never inline secrets."""
+
+    enabled: bool = False
+    tenant_key_envs: dict[str, str] = Field(default_factory=dict)  # tenant -> env var holding its key
+    admin_key_env: str = "LLMGW_ADMIN_KEY"
+    tenant_header: str = "x-llmgw-tenant"  # used only when auth is off
+
+
+class IngressConfig(_Strict):
+    """The HTTP front door."""
+
+    max_body_bytes: int = 1 << 20
+    default_max_tokens: int = 256
+    num_replicas: int = 1
+    max_ongoing_requests: int = 1000
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+    request_timeout_s: float = 120.0
+
+
+class GatewayConfig(_Strict):
+    """The whole application graph."""
+
+    pools: list[PoolConfig]
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> GatewayConfig:
+        names = [p.name for p in self.pools]
+        if not names:
+            raise ValueError("at least one pool is required")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate pool names: {names}")
+        if self.router.enabled and self.router.default_pool not in names:
+            raise ValueError(f"router.default_pool {self.router.default_pool!r} is not a pool ({names})")
+        return self
+
+    def pool(self, name: str) -> PoolConfig:
+        return next(p for p in self.pools if p.name == name)
+
+    def model_names(self) -> dict[str, str]:
+        """Every name a client may send as ``model`` -> the pool serving it (``auto`` -> "")."""
+        names: dict[str, str] = {}
+        if self.router.enabled:
+            names.update({m: "" for m in self.router.auto_models})
+        for pool in self.pools:
+            for name in (pool.name, pool.engine.name, *pool.aliases):
+                names.setdefault(name, pool.name)
+        return names
+
+
+def load_config(args: dict[str, Any] | str | Path | None = None, base_dir: Path | None = None) -> GatewayConfig:
+    """Build a GatewayConfig from Serve ``args``: inline, ``{"config": path}``, a path, or a serve YAML.
+
+    Relative model paths are resolved against ``base_dir`` (default: the current directory).
+    """
+    if args is None:
+        args = {}
+    if isinstance(args, (str, Path)):
+        args = {"config": str(args)}
+    args = dict(args)
+    base = base_dir or Path.cwd()
+    if "config" in args:
+        path = Path(args.pop("config"))
+        if not path.is_absolute():
+            path = base / path
+        data = yaml.safe_load(path.read_text()) or {}
+        if "applications" in data:  # a Serve config file: take the gateway app's args
+            data = data["applications"][0].get("args", {})
+        data = {**data, **args}
+        if "config" in data:
+            return load_config(data, base_dir=path.parent)
+    else:
+        data = args
+    cfg = GatewayConfig.model_validate(data)
+    for pool in cfg.pools:
+        model = Path(pool.engine.model)
+        if not model.is_absolute() and (base / model).exists():
+            pool.engine.model = str((base / model).resolve())
+            if pool.engine.served_model_name is None:
+                pool.engine.served_model_name = model.name
+    return cfg

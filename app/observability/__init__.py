@@ -1,0 +1,1 @@
+"""Observability building blocks: tracing, metrics, cost, PII redaction, request log, canaries (no Ray imports)."""

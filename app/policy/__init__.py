@@ -1,0 +1,1 @@
+"""Request policy: authentication and tenant resolution (pure Python)."""

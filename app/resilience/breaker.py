@@ -1,0 +1,79 @@
+"""Circuit breaker per upstream: closed -> open after N failures in a window -> half-open probe after a
+cool-down -> closed on success (or open again on failure). Injectable clock for tests."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from app.resilience.settings import BreakerConfig
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+class CircuitBreaker:
+    def __init__(self, name: str, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.cfg, self.clock = name, cfg, clock
+        self._state = CLOSED
+        self._failures: deque[float] = deque()
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        self.transitions: list[tuple[str, str]] = []
+
+    @property
+    def state(self) -> str:
+        if self._state == OPEN and self.clock() - self._opened_at >= self.cfg.cooldown_s:
+            self._move(HALF_OPEN)
+        return self._state
+
+    def _move(self, new: str) -> None:
+        if new != self._state:
+            self.transitions.append((self._state, new))
+            self._state = new
+        if new == OPEN:
+            self._opened_at = self.clock()
+            self._probe_in_flight = False
+        if new == CLOSED:
+            self._failures.clear()
+
+    def allow(self) -> bool:
+        """May a call go to this upstream now? In half-open, exactly one probe is let through."""
+        state = self.state
+        if state == CLOSED:
+            return True
+        if state == HALF_OPEN and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._probe_in_flight = False
+        if self._state != CLOSED:
+            self._move(CLOSED)
+
+    def record_failure(self) -> None:
+        now = self.clock()
+        if self.state == HALF_OPEN:
+            self._move(OPEN)
+            return
+        self._failures.append(now)
+        while self._failures and now - self._failures[0] > self.cfg.window_s:
+            self._failures.popleft()
+        if len(self._failures) >= self.cfg.failure_threshold:
+            self._move(OPEN)
+
+
+class BreakerRegistry:
+    def __init__(self, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg, self.clock = cfg, clock
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str) -> CircuitBreaker:
+        if name not in self.breakers:
+            self.breakers[name] = CircuitBreaker(name, self.cfg, self.clock)
+        return self.breakers[name]
+
+    def states(self) -> dict[str, str]:
+        return {name: b.state for name, b in self.breakers.items()}

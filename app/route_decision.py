@@ -1,0 +1,53 @@
+"""Turn a classifier score into a pool choice, falling back to the default pool on any failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.config import RouterConfig
+
+
+class Classifier(Protocol):
+    threshold: float
+
+    def score(self, text: str, embedding: np.ndarray) -> float: ...
+
+
+@dataclass(slots=True)
+class RouteDecision:
+    pool: str
+    score: float | None
+    embedding: np.ndarray | None
+    reason: str  # "classifier" | "no-classifier" | "no-embedding" | "classifier-error" | "not-routed"
+
+
+def decide_route(clf: Classifier | None, text: str, embedding: np.ndarray | None, cfg: RouterConfig) -> RouteDecision:
+    """score >= threshold -> large pool, else small pool; any failure -> cfg.default_pool."""
+    if clf is None:
+        return RouteDecision(cfg.default_pool, None, embedding, "no-classifier")
+    if embedding is None:
+        return RouteDecision(cfg.default_pool, None, embedding, "no-embedding")
+    try:
+        score = float(clf.score(text, embedding))
+    except Exception:
+        return RouteDecision(cfg.default_pool, None, embedding, "classifier-error")
+    threshold = cfg.threshold if cfg.threshold is not None else clf.threshold
+    pool = cfg.large_pool if score >= threshold else cfg.small_pool
+    return RouteDecision(pool, score, embedding, "classifier")
+
+
+def route_headers(decision: RouteDecision | None, pool: str, model: str) -> dict[str, Any]:
+    headers = {"x-llmgw-route": pool, "x-llmgw-model": model}
+    if decision is not None and decision.score is not None:
+        headers["x-llmgw-route-score"] = f"{decision.score:.4f}"
+    return headers
+
+
+def embedding_only(decision: RouteDecision) -> RouteDecision | None:
+    """Keep the embedding of an explicit-model request, drop the (unused) routing verdict."""
+    if decision.embedding is None:
+        return None
+    return RouteDecision(decision.pool, None, decision.embedding, "not-routed")

@@ -1,0 +1,60 @@
+"""Cache actor: the ResponseCache behind a Serve deployment (one replica holds the index)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+
+from app.caching.cache import ResponseCache
+from app.caching.entries import CachedResponse, CacheHit
+from app.caching.keys import CacheQuery
+from app.caching.loader import load_verifier
+from app.caching.settings import CacheConfig
+from app.observability.settings import TracingConfig
+from app.observability.tracing import set_attributes, setup_tracing, start_span
+
+
+@serve.deployment
+class CacheDeployment:
+    def __init__(self, config: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
+        setup_tracing(TracingConfig.model_validate(tracing or {}))
+        cfg = CacheConfig.model_validate(config)
+        self.cache = ResponseCache(cfg, verifier=load_verifier(cfg))
+        self._rebuilt = False
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> None:
+        if not self._rebuilt:
+            async with self._lock:
+                if not self._rebuilt:
+                    await self.cache.rebuild()
+                    self._rebuilt = True
+
+    async def lookup(self, q: CacheQuery, carrier: dict[str, str] | None = None) -> CacheHit | None:
+        with start_span("cache.lookup", carrier=carrier, attributes={"tenant": q.tenant}) as span:
+            await self._ready()
+            hit = await self.cache.lookup(q)
+            set_attributes(span, cache=f"hit-{hit.layer}" if hit is not None else "miss")
+            return hit
+
+    async def store(self, q: CacheQuery, r: CachedResponse, ttl_seconds: int | None = None) -> None:
+        await self._ready()
+        await self.cache.store_response(q, r, ttl_seconds)
+
+    async def stale_lookup(self, q: CacheQuery, min_similarity: float | None = None) -> CacheHit | None:
+        await self._ready()
+        return await self.cache.stale_lookup(q, min_similarity)
+
+    async def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        await self._ready()
+        return self.cache.stats(tenant)
+
+    async def invalidate(self, tenant: str, prefix: str | None = None) -> int:
+        await self._ready()
+        return await self.cache.invalidate(tenant, prefix)
+
+    async def flush(self) -> int:
+        await self._ready()
+        return await self.cache.flush()

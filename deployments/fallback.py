@@ -1,0 +1,45 @@
+"""Fallback deployment: external providers in configured order, each behind its own circuit breaker
+and retries; streams GenerationChunk like a pool does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from app.generation import GenerationChunk, GenerationRequest
+from app.observability.settings import TracingConfig
+from app.observability.tracing import setup_tracing, start_span
+from app.resilience.breaker import BreakerRegistry
+from app.resilience.chain import Step, run_chain
+from app.resilience.providers import make_provider
+from app.resilience.settings import FallbackConfig
+
+
+@serve.deployment
+class FallbackDeployment:
+    def __init__(self, config: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
+        setup_tracing(TracingConfig.model_validate(tracing or {}))
+        self.config = FallbackConfig.model_validate(config)
+        self.providers = [make_provider(p) for p in self.config.providers]
+        self.breakers = BreakerRegistry(self.config.breaker)
+        for p in self.providers:
+            self.breakers.get(f"provider:{p.cfg.name}")
+
+    async def stream(self, req: GenerationRequest, carrier: dict[str, str] | None = None
+                     ) -> AsyncIterator[GenerationChunk]:
+        with start_span("fallback.providers", carrier=carrier) as span:
+            steps = [Step(f"provider:{p.cfg.name}", lambda p=p: p.stream(req),
+                          self.breakers.get(f"provider:{p.cfg.name}")) for p in self.providers]
+            result = await run_chain(steps, self.config.retry, self.config.unavailable_retry_after_s)
+            span.set_attribute("llmgw.provider", result.path)
+            yield result.first
+            async for chunk in result.rest:
+                yield chunk
+
+    async def breaker_states(self) -> dict[str, str]:
+        return self.breakers.states()
+
+    async def check_health(self) -> None:
+        return None

@@ -1,0 +1,67 @@
+"""Model pool deployment: one inference engine per replica (small and large pools share this class)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from ray import serve
+
+from app.config import PoolConfig
+from app.engines import create_engine
+from app.engines.base import coalesce, collect
+from app.generation import GenerationChunk, GenerationRequest
+from app.observability import metrics
+from app.observability.settings import TracingConfig
+from app.observability.tracing import set_attributes, setup_tracing, start_span
+
+
+@serve.deployment
+class ModelPool:
+    """Serves one pool's model. ``stream`` for SSE, ``generate`` for unary calls (one Ray hop, no per-token cost)."""
+
+    def __init__(self, pool: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
+        self.config = PoolConfig.model_validate(pool)
+        setup_tracing(TracingConfig.model_validate(tracing or {}))
+        self.engine = create_engine(self.config)
+
+    async def stream(self, req: GenerationRequest, carrier: dict[str, str] | None = None
+                     ) -> AsyncIterator[GenerationChunk]:
+        with start_span("pool.stream", carrier=carrier, attributes={"route": self.config.name}) as span, \
+                self._in_flight():
+            last = None
+            async for chunk in coalesce(self.engine.stream(req), self.config.stream_window_ms / 1000):
+                last = chunk
+                yield chunk
+            if last is not None:
+                set_attributes(span, prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
+
+    async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
+        with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \
+                self._in_flight():
+            out = await collect(self.engine.stream(req))
+            set_attributes(span, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens)
+            return out
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Ongoing requests and engine queue depth per pool (summed over live replicas by /metrics)."""
+        ongoing = metrics.POOL_ONGOING.labels(self.config.name)
+        ongoing.inc()
+        try:
+            yield
+        finally:
+            ongoing.dec()
+            metrics.POOL_QUEUE.labels(self.config.name).set(self.engine.stats().get("running", 0))
+
+    async def stats(self) -> dict[str, Any]:
+        return {"pool": self.config.name, "model": self.engine.model_name, **self.engine.stats()}
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

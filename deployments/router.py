@@ -1,0 +1,86 @@
+"""Router deployment: embeds the last user turn once (batched) and classifies simple vs complex.
+
+It returns the decision and the embedding; the ingress calls the chosen pool itself (so tokens
+never take an extra hop) and hands the same embedding to the semantic cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from app.config import RouterConfig
+from app.observability.settings import TracingConfig
+from app.observability.tracing import set_attributes, setup_tracing, start_span
+from app.route_decision import RouteDecision, decide_route
+
+logger = logging.getLogger("ray.serve")
+MAX_EMBED_CHARS = 4000  # MiniLM reads 256 word pieces; longer text only costs tokenizer time
+
+
+@serve.deployment(max_ongoing_requests=256)
+class Router:
+    def __init__(self, router: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
+        from app.embedding import get_embedder
+
+        setup_tracing(TracingConfig.model_validate(tracing or {}))
+        self.config = RouterConfig.model_validate(router)
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))  # Ray pins actors to 1 OMP thread
+        self.embedder = get_embedder()
+        self.classifier = None
+        self.counters = {"decisions": 0, "fallbacks": 0, "embed_errors": 0}
+        if self.config.enabled:
+            try:
+                from app.routing.classifier import RouterClassifier
+
+                self.classifier = RouterClassifier.load(self.config.artifact)
+            except Exception as exc:  # a missing/corrupt artifact must not take the gateway down
+                logger.error("router classifier unavailable, routing to %s: %s", self.config.default_pool, exc)
+        self._embed.set_max_batch_size(self.config.max_batch_size)
+        self._embed.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _embed(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = await asyncio.to_thread(self.embedder.encode, texts)
+        return list(vectors)
+
+    async def embed(self, text: str) -> np.ndarray | None:
+        try:
+            return await self._embed(text[:MAX_EMBED_CHARS])
+        except Exception as exc:
+            self.counters["embed_errors"] += 1
+            logger.warning("embedding failed: %s", type(exc).__name__)
+            return None
+
+    async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None) -> RouteDecision:
+        """Embedding of ``text`` and, if ``classify``, the pool it should go to."""
+        with start_span("router.analyze", carrier=carrier) as span:
+            decision = await self._analyze(text, classify)
+            set_attributes(span, route=decision.pool, **{"llmgw.route.reason": decision.reason,
+                                                         "llmgw.route.score": decision.score})
+            return decision
+
+    async def _analyze(self, text: str, classify: bool) -> RouteDecision:
+        embedding = await self.embed(text)
+        if not classify:
+            return RouteDecision(pool=self.config.default_pool, score=None, embedding=embedding, reason="not-routed")
+        decision = decide_route(self.classifier, text, embedding, self.config)
+        self.counters["decisions"] += 1
+        if decision.reason != "classifier":
+            self.counters["fallbacks"] += 1
+            logger.warning("router fallback to %s (%s)", decision.pool, decision.reason)
+        return decision
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            **self.counters,
+            "classifier": getattr(self.classifier, "version", None),
+            "threshold": self.config.threshold or getattr(self.classifier, "threshold", None),
+        }

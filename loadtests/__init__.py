@@ -1,0 +1,1 @@
+"""Load tests (locust) and side-by-side benchmarks."""

@@ -1,0 +1,104 @@
+"""Cache lookup latency at 10k / 100k / 1M entries, and a cache hit end to end through the ingress.
+
+    python -m loadtests.bench.cache_lookup [--sizes 10000,100000,1000000] [--e2e-url http://127.0.0.1:8000]
+
+All entries sit in one tenant scope (the worst case: one ANN graph holds them all). Measures the
+ResponseCache in-process: exact hits, semantic misses (ANN search, nothing close) and semantic hits
+(ANN search + verifier on the candidate). With --e2e-url, also times repeated identical requests
+(exact hits) and paraphrases through a running gateway, next to a cache-bypassing request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import httpx
+import numpy as np
+
+from app.caching.cache import ResponseCache
+from app.caching.entries import CachedResponse
+from app.caching.keys import CacheQuery
+from app.caching.settings import CacheConfig
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _q(i: int, emb: np.ndarray | None) -> CacheQuery:
+    return CacheQuery(tenant="bench", model="auto", messages=[{"role": "user", "content": f"question number {i}"}],
+                      sampling={"max_tokens": 64, "temperature": 0.0}, embedding=emb)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3
+
+
+async def bench_size(n: int, probes: int = 500) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    cache = ResponseCache(CacheConfig(max_entries=n + 10, max_bytes=1 << 40))
+    vectors = _unit(rng.normal(size=(n, 384)))
+    t0 = time.perf_counter()
+    for i in range(n):
+        await cache.store_response(_q(i, vectors[i]), CachedResponse(f"answer {i}", "stop", 5, 3, "m", 0.0))
+    build = time.perf_counter() - t0
+    exact, miss, hit = [], [], []
+    for j in range(probes):
+        i = int(rng.integers(n))
+        t = time.perf_counter()
+        await cache.lookup(_q(i, vectors[i]))
+        exact.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await cache.lookup(_q(n + j, _unit(rng.normal(size=384))))
+        miss.append(time.perf_counter() - t)
+        near = _unit(vectors[i] + 0.01 * rng.normal(size=384))
+        t = time.perf_counter()
+        await cache.lookup(CacheQuery(tenant="bench", model="auto", sampling={"max_tokens": 64, "temperature": 0.0},
+                                      messages=[{"role": "user", "content": f"question number {i} ?"}],
+                                      embedding=near))
+        hit.append(time.perf_counter() - t)
+    return {"entries": n, "build_s": build, "exact_p50": pct(exact, 50), "exact_p99": pct(exact, 99),
+            "miss_p50": pct(miss, 50), "miss_p99": pct(miss, 99), "semantic_p50": pct(hit, 50),
+            "semantic_p99": pct(hit, 99), "semantic_hit_rate": cache.stats()["hit_semantic"] / probes}
+
+
+def bench_e2e(url: str, n: int = 50) -> None:
+    body = {"model": "small", "max_tokens": 32, "temperature": 0,
+            "messages": [{"role": "user", "content": "What does the cache benchmark measure?"}]}
+    with httpx.Client(base_url=url, timeout=120) as c:
+        c.post("/v1/chat/completions", json=body)
+        timings: dict[str, list[float]] = {"hit-exact": [], "hit-semantic": [], "bypass (model call)": []}
+        para = {**body, "messages": [{"role": "user", "content": "What does the cache benchmark measure ?!"}]}
+        for _ in range(n):
+            for name, payload in (("hit-exact", body), ("hit-semantic", para),
+                                  ("bypass (model call)", {**body, "cache": False})):
+                t = time.perf_counter()
+                resp = c.post("/v1/chat/completions", json=payload)
+                timings[name].append(time.perf_counter() - t)
+                if name != "bypass (model call)":
+                    assert resp.headers.get("x-llmgw-cache", "").startswith("hit"), resp.headers
+        base = np.median(timings["bypass (model call)"])
+        for name, values in timings.items():
+            print(f"e2e {name:22} p50={pct(values, 50):7.2f} ms p99={pct(values, 99):7.2f} ms "
+                  f"(ratio to model call {np.median(values) / base:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--e2e-url", default=None)
+    args = parser.parse_args()
+    print(f"{'entries':>9} {'build s':>8} {'exact p50/p99 ms':>18} {'miss p50/p99 ms':>17} {'semantic p50/p99 ms':>20}")
+    for n in (int(s) for s in args.sizes.split(",")):
+        r = asyncio.run(bench_size(n))
+        print(f"{r['entries']:9d} {r['build_s']:8.1f} {r['exact_p50']:8.3f}/{r['exact_p99']:8.3f} "
+              f"{r['miss_p50']:8.3f}/{r['miss_p99']:8.3f} {r['semantic_p50']:9.3f}/{r['semantic_p99']:9.3f}"
+              f"  (semantic hit rate {r['semantic_hit_rate']:.2f})")
+    if args.e2e_url:
+        bench_e2e(args.e2e_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Locust scenarios, one locustfile per module; shared user behaviour in ``common``."""

