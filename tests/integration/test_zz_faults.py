@@ -31,6 +31,12 @@ def _kill(pool: str) -> int:
     return len(names)
 
 
+def _keep_pools_down() -> None:
+    """Kill both pools' replicas again: a restarted replica (about 30 s here) must not answer a step."""
+    _kill("small")
+    _kill("large")
+
+
 def _wait_running(pool: str, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -75,9 +81,8 @@ def test_both_pools_down_then_provider_then_stale_cache_then_503(gateway_url: st
     cached_q = {"model": "small", "messages": [{"role": "user", "content": "What is the uptime SLA of plan 1?"}],
                 "max_tokens": 8, "temperature": 0}
     assert client.post("/v1/chat/completions", json=cached_q).status_code == 200  # now in the cache
-    _kill("small")
-    _kill("large")
     try:
+        _keep_pools_down()
         # Streams: a pool without a live replica gives no first token in time, so the chain moves on.
         fresh = {"model": "small", "messages": [{"role": "user", "content": "A brand new question?"}],
                  "max_tokens": 8, "cache": False, "stream": True}
@@ -86,12 +91,14 @@ def test_both_pools_down_then_provider_then_stale_cache_then_503(gateway_url: st
         assert _sse_text(resp) == "Hello from the fake provider."
         assert fake_provider.requests[-1]["headers"]["authorization"].startswith("Bearer sk-fake")
         fake_provider.mode = "500"
+        _keep_pools_down()
         # Similar but not the same question (the verifier vetoes it): only a degraded answer may use it.
         similar = {**cached_q, "stream": True,
                    "messages": [{"role": "user", "content": "What is the uptime SLA of plan 2?"}]}
         stale = client.post("/v1/chat/completions", json=similar)
         assert stale.status_code == 200 and stale.headers["x-llmgw-path"] == "stale_cache"
         assert stale.headers["x-llmgw-degraded"] == "stale-cache" and stale.headers["x-llmgw-cache"] == "stale"
+        _keep_pools_down()
         gone = client.post("/v1/chat/completions", json=fresh)
         assert gone.status_code == 503 and gone.headers["retry-after"] == "7"
         err = gone.json()["error"]
@@ -103,6 +110,10 @@ def test_both_pools_down_then_provider_then_stale_cache_then_503(gateway_url: st
         fake_provider.mode = "ok"
         _wait_running("small")
         _wait_running("large")
-    assert client.post("/v1/chat/completions", json={**cached_q, "cache": False}).headers["x-llmgw-path"] == (
-        "pool:small"
-    )
+    # Recovered: once the ingress sees the new replica (and the breaker's half-open probe passes), the pool answers.
+    paths = []
+    deadline = time.time() + 90
+    while time.time() < deadline and "pool:small" not in paths:
+        paths.append(client.post("/v1/chat/completions", json={**cached_q, "cache": False}).headers["x-llmgw-path"])
+        time.sleep(1)
+    assert paths[-1] == "pool:small", paths
