@@ -9,7 +9,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,10 +17,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.background import BackgroundTask
 
 from app.caching.bypass import should_bypass
 from app.caching.entries import CachedResponse, CacheHit
-from app.caching.keys import CacheQuery
+from app.caching.keys import CacheQuery, context_key
 from app.config import GatewayConfig
 from app.errors import (
     InvalidRequestError,
@@ -44,6 +45,7 @@ from app.observability.tracing import (
     trace_headers,
     trace_id_hex,
 )
+from app.pending_writes import PendingWrites, call_on_loop
 from app.policy.auth import is_admin, resolve_tenant
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
 from app.resilience.chain import Step, run_chain
@@ -86,7 +88,7 @@ class Ingress:
         setup_tracing(self.config.observability.tracing)
         self.request_log = RequestLogger(self.config.observability.request_log)
         self._attempt = itertools.count()
-        self._background: set[asyncio.Task] = set()
+        self._pending = PendingWrites()  # cache stores sent after the answer (read-your-writes per key)
 
     # ---- endpoints -------------------------------------------------------------------------
     @api.post("/v1/chat/completions")
@@ -135,7 +137,9 @@ class Ingress:
     @api.get("/admin/cache/stats")
     async def cache_stats(self, request: Request) -> dict[str, Any]:
         self._require_admin(request)
-        return await self._cache_handle().stats.remote(request.query_params.get("tenant"))
+        cache = self._cache_handle()
+        await self._pending.wait()
+        return await cache.stats.remote(request.query_params.get("tenant"))
 
     @api.post("/admin/cache/invalidate")
     async def cache_invalidate(self, request: Request) -> dict[str, Any]:
@@ -144,12 +148,16 @@ class Ingress:
         tenant, prefix = body.get("tenant"), body.get("prefix")
         if not isinstance(tenant, str) or not tenant or not (prefix is None or isinstance(prefix, str)):
             raise InvalidRequestError("Body must be {\"tenant\": str, \"prefix\": str | null}.", param="tenant")
-        return {"invalidated": await self._cache_handle().invalidate.remote(tenant, prefix)}
+        cache = self._cache_handle()
+        await self._pending.wait()
+        return {"invalidated": await cache.invalidate.remote(tenant, prefix)}
 
     @api.post("/admin/cache/flush")
     async def cache_flush(self, request: Request) -> dict[str, Any]:
         self._require_admin(request)
-        return {"flushed": await self._cache_handle().flush.remote()}
+        cache = self._cache_handle()
+        await self._pending.wait()
+        return {"flushed": await cache.flush.remote()}
 
     def _require_admin(self, request: Request) -> None:
         if not is_admin(request.headers, self.config.auth):
@@ -213,7 +221,7 @@ class Ingress:
             headers["x-llmgw-degraded"] = "stale-cache"
         store = self._store_callback(query) if query is not None and not result.degraded else None
 
-        def on_done(last: GenerationChunk, text: str) -> asyncio.Task | None:
+        def on_done(last: GenerationChunk, text: str) -> Callable[[], None] | None:
             record_success(request.url.path, pool, last.model or model, parsed.stream, tenant, start, first_token_at,
                          last.prompt_tokens, last.completion_tokens)
             log_request(self.request_log, req, trace_id, pool, last, text, headers, parsed.stream, start,
@@ -221,17 +229,23 @@ class Ingress:
             return store(last, text) if store is not None else None
 
         if parsed.stream:
+            def on_stream_done(last: GenerationChunk, text: str) -> None:  # after [DONE] was yielded
+                start_store = on_done(last, text)
+                if start_store is not None:
+                    start_store()
+
             body = sse_stream(rid=req.request_id, model=result.first.model, chat=chat, first=result.first,
-                              rest=result.rest, include_usage=parsed.include_usage, on_done=on_done)
+                              rest=result.rest, include_usage=parsed.include_usage, on_done=on_stream_done)
             return StreamingResponse(cancel_on_exit(body, result), media_type="text/event-stream", headers=headers)
         final = await result.collect()
-        stored = on_done(final, final.text)
-        if stored is not None:  # read-your-writes: the next identical request hits (one cache hop on a miss)
-            await stored
+        start_store = on_done(final, final.text)
         build = chat_response if chat else completion_response
         payload = build(req.request_id, final.model or model, final.text, final.finish_reason,
                         final.prompt_tokens, final.completion_tokens)
-        return JSONResponse(payload, headers=headers)
+        # The store runs after the answer is sent; it is registered already, so a following lookup
+        # under the same context waits for it (read-your-writes without a cache hop on the answer path).
+        background = BackgroundTask(call_on_loop, start_store) if start_store is not None else None
+        return JSONResponse(payload, headers=headers, background=background)
 
     def _generation_request(self, parsed: ChatCompletionRequest | CompletionRequest, chat: bool, tenant: str):
         if parsed.model not in self.names:
@@ -282,21 +296,20 @@ class Ingress:
 
     async def _cache_lookup(self, query: CacheQuery) -> CacheHit | None:
         try:
+            await self._pending.wait(context_key(query))  # this replica's own stores in flight land first
             return await asyncio.wait_for(self.cache.lookup.remote(query, inject_context()), 2.0)
         except Exception as exc:  # a cache failure is a miss, never an error
             logger.warning("cache lookup failed: %s", type(exc).__name__)
             return None
 
     def _store_callback(self, query: CacheQuery):
-        def store(last: GenerationChunk, text: str) -> asyncio.Task | None:
+        def store(last: GenerationChunk, text: str) -> Callable[[], None] | None:
+            """Register the store (lookups under the same context wait for it); returns its starter."""
             if not text or last.finish_reason not in ("stop", "length"):
                 return None
             response = CachedResponse(text, last.finish_reason, last.prompt_tokens, last.completion_tokens,
                                       last.model, time.time())
-            task = asyncio.ensure_future(self._store(query, response))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return task
+            return self._pending.schedule(context_key(query), lambda: self._store(query, response))
 
         return store
 
@@ -356,6 +369,7 @@ class Ingress:
         return steps
 
     async def _stale(self, query: CacheQuery) -> AsyncIterator[GenerationChunk]:
+        await self._pending.wait(context_key(query))
         hit = await self.cache.stale_lookup.remote(query, self.config.fallback.stale_min_similarity)
         if hit is None:
             raise UpstreamError("no cached answer close enough", code="no_stale_answer")
@@ -365,4 +379,3 @@ class Ingress:
     async def _run_chain(self, pool: str, req: GenerationRequest, stream: bool, query: CacheQuery | None):
         cfg = self.config.fallback
         return await run_chain(self._steps(pool, req, stream, query), cfg.retry, cfg.unavailable_retry_after_s)
-

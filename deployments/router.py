@@ -26,14 +26,17 @@ MAX_EMBED_CHARS = 4000  # MiniLM reads 256 word pieces; longer text only costs t
 @serve.deployment(max_ongoing_requests=256)
 class Router:
     def __init__(self, router: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
-        from app.embedding import get_embedder
+        from app.embedding import EmbeddingMemo, embed_threads, get_embedder
 
         setup_tracing(TracingConfig.model_validate(tracing or {}))
         self.config = RouterConfig.model_validate(router)
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))  # Ray pins actors to 1 OMP thread
+        # One intra-op thread: batch-1 MiniLM gains nothing from more on a shared CPU, and the OpenMP
+        # workers spin (2 threads measured ~4x slower, ~6x the CPU per sentence on the 2-core box).
+        torch.set_num_threads(min(embed_threads(), os.cpu_count() or 1))
         self.embedder = get_embedder()
+        self.memo = EmbeddingMemo()  # the same text (a repeated prompt, a cache hit) is embedded once
         self.classifier = None
         self.counters = {"decisions": 0, "fallbacks": 0, "embed_errors": 0}
         if self.config.enabled:
@@ -52,12 +55,18 @@ class Router:
         return list(vectors)
 
     async def embed(self, text: str) -> np.ndarray | None:
+        text = text[:MAX_EMBED_CHARS]
+        vector = self.memo.get(text)
+        if vector is not None:
+            return vector
         try:
-            return await self._embed(text[:MAX_EMBED_CHARS])
+            vector = await self._embed(text)
         except Exception as exc:
             self.counters["embed_errors"] += 1
             logger.warning("embedding failed: %s", type(exc).__name__)
             return None
+        self.memo.put(text, vector)
+        return vector
 
     async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None) -> RouteDecision:
         """Embedding of ``text`` and, if ``classify``, the pool it should go to."""
@@ -81,6 +90,7 @@ class Router:
     async def stats(self) -> dict[str, Any]:
         return {
             **self.counters,
+            "embed_memo_hits": self.memo.hits, "embed_memo_size": len(self.memo),
             "classifier": getattr(self.classifier, "version", None),
             "threshold": self.config.threshold or getattr(self.classifier, "threshold", None),
         }

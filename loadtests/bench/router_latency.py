@@ -31,11 +31,16 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
-def bench_inprocess(n: int) -> None:
+def bench_inprocess(n: int, threads: int) -> None:
+    import torch
+
     from app.embedding import get_embedder
     from app.routing.classifier import RouterClassifier
 
+    torch.set_num_threads(threads)
     emb, clf = get_embedder(), RouterClassifier.load()
+    for i in range(10):  # warm up
+        emb.encode_one(PROMPTS[i % len(PROMPTS)])
     t_emb, t_clf = [], []
     for i in range(n):
         text = PROMPTS[i % len(PROMPTS)] + f" #{i}"
@@ -45,7 +50,7 @@ def bench_inprocess(n: int) -> None:
         clf.score(text, v)
         t_clf.append(time.perf_counter() - t1)
         t_emb.append(t1 - t0)
-    print(f"in-process  embedding p50={pct(t_emb, 50):.2f} ms p99={pct(t_emb, 99):.2f} ms | "
+    print(f"in-process  torch threads={threads} embedding p50={pct(t_emb, 50):.2f} ms p99={pct(t_emb, 99):.2f} ms | "
           f"classifier p50={pct(t_clf, 50):.3f} ms p99={pct(t_clf, 99):.3f} ms")
 
 
@@ -63,6 +68,16 @@ async def _through_handle(handle, n: int, concurrency: int) -> list[float]:
     return lat
 
 
+async def _repeated(handle, n: int) -> list[float]:
+    """The same prompt again and again (a repeated question / cache hit): served from the router's memo."""
+    lat: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await handle.analyze.remote(PROMPTS[0])
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
 def bench_deployment(n: int, concurrency: int) -> None:
     import ray
     from ray import serve
@@ -77,6 +92,8 @@ def bench_deployment(n: int, concurrency: int) -> None:
     t0 = time.perf_counter()
     loaded = asyncio.run(_through_handle(handle, n, concurrency))
     rate = n / (time.perf_counter() - t0)
+    memo = asyncio.run(_repeated(handle, n))
+    print(f"deployment  repeated text (embedding memo) p50={pct(memo, 50):.2f} ms p99={pct(memo, 99):.2f} ms")
     print(f"deployment  alone        p50={pct(alone, 50):.2f} ms p99={pct(alone, 99):.2f} ms")
     print(f"deployment  concurrency={concurrency:<3} p50={pct(loaded, 50):.2f} ms p99={pct(loaded, 99):.2f} ms "
           f"({rate:.0f} req/s; ratio p50 loaded/alone {statistics.median(loaded) / statistics.median(alone):.2f})")
@@ -89,7 +106,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    bench_inprocess(args.requests)
+    from app.embedding import embed_threads
+
+    for threads in sorted({embed_threads(), 2}):  # what the Router uses (1), and 2 for comparison
+        bench_inprocess(args.requests, threads)
     bench_deployment(args.requests, args.concurrency)
 
 

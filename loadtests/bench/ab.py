@@ -1,0 +1,94 @@
+"""Before/after overhead of two checkouts of the gateway, side by side in one run.
+
+    git worktree add /tmp/llmgw-baseline <old-commit>   # then: ln -s $PWD/.cache /tmp/llmgw-baseline/.cache
+    python -m loadtests.bench.ab --trees /tmp/llmgw-baseline,. --rps 10,30,50 --duration 10
+
+For each tree in turn: start the echo-engine gateway from that tree (``PYTHONPATH`` and working
+directory set to it, so Ray's workers import its code), then at every RPS level run the direct echo
+upstream and the gateway back to back (overhead = gateway percentile − direct percentile at the
+same RPS, the same method as ``suite.py``'s item 1), for the cache-miss path (``model: auto``) and
+the bypass path (``model: small``, ``cache: false``). ``--rounds 2`` alternates the trees twice so
+drift in the machine's load hits both. Writes ``.cache/bench/ab-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loadtests.bench import echo_server
+from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, load, stop, wait_http
+
+
+def start_tree_gateway(tree: Path, config: Path, timeout: float) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    log = (ROOT / f".cache/bench/ab-{tree.name or 'tree'}.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), "--port",
+                             str(GATEWAY_PORT)], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    if not wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/readyz", timeout, proc):
+        stop(proc, 30)
+        raise RuntimeError(f"gateway from {tree} did not come up (log {log.name})")
+    return proc
+
+
+def measure(url: str, levels: list[float], duration: float) -> list[dict]:
+    rows = []
+    for rps in levels:
+        for label, kw in (("miss", {"model": "auto"}), ("bypass", {"model": "small", "extra_body": {"cache": False}})):
+            direct = load(ECHO_URL, rps, duration)
+            target = load(url, rps, duration, **kw)
+            row = {"rps": rps, "path": label, "direct": direct, "gateway": target,
+                   "overhead_p50_ms": round(target["p50_ms"] - direct["p50_ms"], 2),
+                   "overhead_p99_ms": round(target["p99_ms"] - direct["p99_ms"], 2)}
+            rows.append(row)
+            print(f"    {label:6} @ {rps:>5g} rps: added p50/p99 {row['overhead_p50_ms']:>9.1f} / "
+                  f"{row['overhead_p99_ms']:>9.1f} ms  achieved {target['achieved_rps']} rps, "
+                  f"errors {target['errors']}/{target['sent']}, cache {target.get('cache')}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trees", default=".", help="comma-separated checkouts, e.g. /tmp/llmgw-baseline,.")
+    parser.add_argument("--rps", default="10,30,50")
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--gateway-config", type=Path, default=ROOT / "loadtests/bench/echo_gateway.yaml")
+    args = parser.parse_args()
+    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    levels = [float(x) for x in args.rps.split(",")]
+    (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
+    results: dict = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_avg_start": os.getloadavg(),
+                     "duration_s": duration if (duration := args.duration) else None, "runs": []}
+    echo = echo_server.start(8201)
+    try:
+        for rnd in range(args.rounds):
+            for tree in trees:
+                commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+                                        text=True).stdout.strip()
+                dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
+                                            capture_output=True, text=True).stdout.strip())
+                print(f"[round {rnd + 1}] {tree} ({commit}{'+dirty' if dirty else ''}), load avg "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+                gw = start_tree_gateway(tree, args.gateway_config, 300)
+                try:
+                    rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration)
+                finally:
+                    stop(gw)
+                results["runs"].append({"round": rnd + 1, "tree": str(tree), "commit": commit, "dirty": dirty,
+                                        "load_avg": os.getloadavg(), "rows": rows})
+    finally:
+        stop(echo, 10)
+    out = ROOT / f".cache/bench/ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
