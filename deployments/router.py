@@ -37,6 +37,7 @@ class Router:
         torch.set_num_threads(min(embed_threads(), os.cpu_count() or 1))
         self.embedder = get_embedder()
         self.memo = EmbeddingMemo()  # the same text (a repeated prompt, a cache hit) is embedded once
+        self._embedding = 0  # embeddings being computed now (batched or not)
         self.classifier = None
         self.counters = {"decisions": 0, "fallbacks": 0, "embed_errors": 0}
         if self.config.enabled:
@@ -59,12 +60,18 @@ class Router:
         vector = self.memo.get(text)
         if vector is not None:
             return vector
+        self._embedding += 1
         try:
-            vector = await self._embed(text)
+            if self._embedding == 1:  # idle: encode now rather than wait batch_wait_timeout_s for company
+                vector = (await asyncio.to_thread(self.embedder.encode, [text]))[0]
+            else:
+                vector = await self._embed(text)
         except Exception as exc:
             self.counters["embed_errors"] += 1
             logger.warning("embedding failed: %s", type(exc).__name__)
             return None
+        finally:
+            self._embedding -= 1
         self.memo.put(text, vector)
         return vector
 

@@ -8,7 +8,8 @@ directory set to it, so Ray's workers import its code), then at every RPS level 
 upstream and the gateway back to back (overhead = gateway percentile − direct percentile at the
 same RPS, the same method as ``suite.py``'s item 1), for the cache-miss path (``model: auto``) and
 the bypass path (``model: small``, ``cache: false``). ``--rounds 2`` alternates the trees twice so
-drift in the machine's load hits both. Writes ``.cache/bench/ab-<timestamp>.json``.
+drift in the machine's load hits both. A tree may carry extra environment variables for its gateway
+(``path+NAME=value``), e.g. to try Ray Serve flags. Writes ``.cache/bench/ab-<timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ from loadtests.bench import echo_server
 from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, load, stop, wait_http
 
 
-def start_tree_gateway(tree: Path, config: Path, timeout: float) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+def parse_tree(spec: str) -> tuple[Path, dict[str, str]]:
+    """``path`` or ``path+NAME=value+NAME2=value2`` (extra environment for that gateway run)."""
+    path, *pairs = spec.split("+")
+    return Path(path).resolve(), dict(p.split("=", 1) for p in pairs)
+
+
+def start_tree_gateway(tree: Path, config: Path, timeout: float, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(tree), **extra_env}
     log = (ROOT / f".cache/bench/ab-{tree.name or 'tree'}.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), "--port",
                              str(GATEWAY_PORT)], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -37,31 +44,58 @@ def start_tree_gateway(tree: Path, config: Path, timeout: float) -> subprocess.P
     return proc
 
 
+def serve_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each Serve process (proxy, replicas), by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if not name.startswith(("ray::ServeReplica", "ray::ProxyActor")):
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        label = name.removeprefix("ray::").split(".")[0].replace("ServeReplica:llm-gateway:", "")
+        out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    per = {k: round((after[k] - before.get(k, 0.0)) * 1000 / max(1, requests), 2) for k in after}
+    return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
+
+
 def measure(url: str, levels: list[float], duration: float) -> list[dict]:
     rows = []
     for rps in levels:
         for label, kw in (("miss", {"model": "auto"}), ("bypass", {"model": "small", "extra_body": {"cache": False}})):
             direct = load(ECHO_URL, rps, duration)
-            target = load(url, rps, duration, **kw)
+            before = serve_cpu_seconds()
+            target = load(url, rps, duration, warmup=0, **kw)
+            cpu = cpu_ms_per_request(before, serve_cpu_seconds(), target["sent"])
             row = {"rps": rps, "path": label, "direct": direct, "gateway": target,
                    "overhead_p50_ms": round(target["p50_ms"] - direct["p50_ms"], 2),
-                   "overhead_p99_ms": round(target["p99_ms"] - direct["p99_ms"], 2)}
+                   "overhead_p99_ms": round(target["p99_ms"] - direct["p99_ms"], 2),
+                   "serve_cpu_ms_per_request": cpu}
             rows.append(row)
             print(f"    {label:6} @ {rps:>5g} rps: added p50/p99 {row['overhead_p50_ms']:>9.1f} / "
                   f"{row['overhead_p99_ms']:>9.1f} ms  achieved {target['achieved_rps']} rps, "
                   f"errors {target['errors']}/{target['sent']}, cache {target.get('cache')}", flush=True)
+            print(f"           Serve CPU ms/request: {cpu}", flush=True)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trees", default=".", help="comma-separated checkouts, e.g. /tmp/llmgw-baseline,.")
+    parser.add_argument("--trees", default=".", help="comma-separated checkouts, e.g. /tmp/llmgw-baseline,. ; "
+                        "a tree may carry extra env: /tmp/x+RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0")
     parser.add_argument("--rps", default="10,30,50")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--gateway-config", type=Path, default=ROOT / "loadtests/bench/echo_gateway.yaml")
     args = parser.parse_args()
-    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    trees = [parse_tree(t) for t in args.trees.split(",")]
     levels = [float(x) for x in args.rps.split(",")]
     (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
     results: dict = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_avg_start": os.getloadavg(),
@@ -69,20 +103,21 @@ def main() -> None:
     echo = echo_server.start(8201)
     try:
         for rnd in range(args.rounds):
-            for tree in trees:
+            for tree, extra_env in trees:
                 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
                                         text=True).stdout.strip()
                 dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
                                             capture_output=True, text=True).stdout.strip())
-                print(f"[round {rnd + 1}] {tree} ({commit}{'+dirty' if dirty else ''}), load avg "
+                print(f"[round {rnd + 1}] {tree} ({commit}{'+dirty' if dirty else ''}) {extra_env or ''}, load avg "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
-                gw = start_tree_gateway(tree, args.gateway_config, 300)
+                gw = start_tree_gateway(tree, args.gateway_config, 300, extra_env)
                 try:
+                    load(f"http://127.0.0.1:{GATEWAY_PORT}", 5, 2, model="auto")  # warm every hop
                     rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration)
                 finally:
                     stop(gw)
                 results["runs"].append({"round": rnd + 1, "tree": str(tree), "commit": commit, "dirty": dirty,
-                                        "load_avg": os.getloadavg(), "rows": rows})
+                                        "env": extra_env, "load_avg": os.getloadavg(), "rows": rows})
     finally:
         stop(echo, 10)
     out = ROOT / f".cache/bench/ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
