@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+
+from app.memo import LRUMemo
 
 EMBEDDING_DIM = 384
 _lock = threading.Lock()
@@ -46,39 +47,16 @@ class Embedder:
         return self.encode([text])[0]
 
 
-class EmbeddingMemo:
-    """Bounded LRU of text -> embedding: the same text is embedded once (repeated prompts, cache hits).
+class EmbeddingMemo(LRUMemo[np.ndarray]):
+    """Text -> embedding: the same text is embedded once (repeated prompts, cache hits).
 
-    Encoding is deterministic, so a remembered vector is the one a fresh encode would give. Not
-    thread-safe; use it from one event loop. The stored arrays are shared: callers must not mutate them.
+    Encoding is deterministic, so a remembered vector is the one a fresh encode would give. The
+    stored arrays are shared, so they are made read-only.
     """
 
-    def __init__(self, maxsize: int = 2048) -> None:
-        self.maxsize = maxsize
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, text: str) -> np.ndarray | None:
-        vector = self._items.get(text)
-        if vector is None:
-            self.misses += 1
-            return None
-        self._items.move_to_end(text)
-        self.hits += 1
-        return vector
-
-    def put(self, text: str, vector: np.ndarray) -> None:
-        if self.maxsize <= 0:
-            return
-        vector.setflags(write=False)
-        self._items[text] = vector
-        self._items.move_to_end(text)
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
+    def put(self, key: str, value: np.ndarray) -> None:
+        value.setflags(write=False)
+        super().put(key, value)
 
 
 def embed_threads() -> int:

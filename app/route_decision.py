@@ -51,3 +51,15 @@ def embedding_only(decision: RouteDecision) -> RouteDecision | None:
     if decision.embedding is None:
         return None
     return RouteDecision(decision.pool, None, decision.embedding, "not-routed")
+
+
+MEMO_MAX_TEXT = 4000  # longer prompts are not remembered (memory); the router embeds its first 4000 chars
+
+
+def memoizable(text: str, decision: RouteDecision) -> bool:
+    """Only a full verdict is remembered: an embedding and a classifier (or explicit-model) outcome.
+
+    Fallbacks (no classifier, embedding or classifier errors) are asked again next time.
+    """
+    return len(text) <= MEMO_MAX_TEXT and decision.embedding is not None and decision.reason in (
+        "classifier", "not-routed")

@@ -33,6 +33,7 @@ from app.errors import (
 from app.generation import GenerationChunk, GenerationRequest, SamplingOptions
 from app.http_body import check_content_length, parse_json_object
 from app.http_errors import install_error_handlers
+from app.memo import LRUMemo
 from app.observability import metrics
 from app.observability.request_log import RequestLogger
 from app.observability.request_outcome import log_request, record_success
@@ -49,7 +50,7 @@ from app.pending_writes import PendingWrites, call_on_loop
 from app.policy.auth import is_admin, resolve_tenant
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
 from app.resilience.chain import Step, run_chain
-from app.route_decision import RouteDecision, embedding_only, route_headers
+from app.route_decision import RouteDecision, embedding_only, memoizable, route_headers
 from app.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -89,6 +90,8 @@ class Ingress:
         self.request_log = RequestLogger(self.config.observability.request_log)
         self._attempt = itertools.count()
         self._pending = PendingWrites()  # cache stores sent after the answer (read-your-writes per key)
+        # (text, classify) -> the router's verdict: a repeated prompt (e.g. every cache hit) skips the router hop.
+        self._decisions: LRUMemo[RouteDecision] = LRUMemo(2048)
 
     # ---- endpoints -------------------------------------------------------------------------
     @api.post("/v1/chat/completions")
@@ -275,12 +278,17 @@ class Ingress:
         if pool and not need_embedding:
             return pool, None
         cfg = self.config.router
-        try:
-            call = self.router.analyze.remote(req.last_user_text(), classify=not pool, carrier=inject_context())
-            decision = await asyncio.wait_for(call, cfg.timeout_s)
-        except Exception as exc:  # the router must never fail a request
-            logger.warning("router unavailable (%s); using %s", type(exc).__name__, pool or cfg.default_pool)
-            return pool or cfg.default_pool, None
+        text, classify = req.last_user_text(), not pool
+        decision = self._decisions.get((text, classify))
+        if decision is None:
+            try:
+                call = self.router.analyze.remote(text, classify=classify, carrier=inject_context())
+                decision = await asyncio.wait_for(call, cfg.timeout_s)
+            except Exception as exc:  # the router must never fail a request
+                logger.warning("router unavailable (%s); using %s", type(exc).__name__, pool or cfg.default_pool)
+                return pool or cfg.default_pool, None
+            if memoizable(text, decision):
+                self._decisions.put((text, classify), decision)
         return pool or decision.pool, decision if not pool else embedding_only(decision)
 
     def _cache_query(self, req: GenerationRequest, decision: RouteDecision | None) -> CacheQuery:

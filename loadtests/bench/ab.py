@@ -7,7 +7,9 @@ For each tree in turn: start the echo-engine gateway from that tree (``PYTHONPAT
 directory set to it, so Ray's workers import its code), then at every RPS level run the direct echo
 upstream and the gateway back to back (overhead = gateway percentile − direct percentile at the
 same RPS, the same method as ``suite.py``'s item 1), for the cache-miss path (``model: auto``) and
-the bypass path (``model: small``, ``cache: false``). ``--rounds 2`` alternates the trees twice so
+the bypass path (``model: small``, ``cache: false``) and exact cache hits (``model: auto``, one primed
+prompt). Each row also gives the CPU milliseconds per request that each Serve process (proxy,
+replicas) used, read from ``/proc`` around the gateway run. ``--rounds 2`` alternates the trees twice so
 drift in the machine's load hits both. A tree may carry extra environment variables for its gateway
 (``path+NAME=value``), e.g. to try Ray Serve flags. Writes ``.cache/bench/ab-<timestamp>.json``.
 """
@@ -69,7 +71,11 @@ def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], reques
 def measure(url: str, levels: list[float], duration: float) -> list[dict]:
     rows = []
     for rps in levels:
-        for label, kw in (("miss", {"model": "auto"}), ("bypass", {"model": "small", "extra_body": {"cache": False}})):
+        hit_prompt = f"What is the capital of France? Answer in one word. ({rps:g} rps)"
+        load(url, 1, 1, model="auto", prompts=[hit_prompt], warmup=0)  # prime: the "hit" rows are exact hits
+        paths = (("miss", {"model": "auto"}), ("bypass", {"model": "small", "extra_body": {"cache": False}}),
+                 ("hit", {"model": "auto", "prompts": [hit_prompt]}))
+        for label, kw in paths:
             direct = load(ECHO_URL, rps, duration)
             before = serve_cpu_seconds()
             target = load(url, rps, duration, warmup=0, **kw)

@@ -93,3 +93,15 @@ def test_embed_threads_defaults_to_one(monkeypatch) -> None:
     assert embed_threads() == 2
     monkeypatch.setenv("LLMGW_EMBED_THREADS", "x")
     assert embed_threads() == 1
+
+
+def test_only_full_route_verdicts_are_remembered() -> None:
+    from app.route_decision import MEMO_MAX_TEXT, RouteDecision, memoizable
+
+    vec = np.zeros(384, dtype=np.float32)
+    assert memoizable("q", RouteDecision("large", 0.9, vec, "classifier"))
+    assert memoizable("q", RouteDecision("small", None, vec, "not-routed"))
+    for reason in ("no-classifier", "classifier-error"):
+        assert not memoizable("q", RouteDecision("small", None, vec, reason))
+    assert not memoizable("q", RouteDecision("small", None, None, "no-embedding"))
+    assert not memoizable("x" * (MEMO_MAX_TEXT + 1), RouteDecision("large", 0.9, vec, "classifier"))
