@@ -12,6 +12,7 @@ from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
 from app.caching.loader import load_verifier
 from app.caching.settings import CacheConfig
+from app.embedding import embed_threads
 from app.observability.settings import TracingConfig
 from app.observability.tracing import set_attributes, setup_tracing, start_span
 
@@ -21,7 +22,12 @@ class CacheDeployment:
     def __init__(self, config: dict[str, Any], tracing: dict[str, Any] | None = None) -> None:
         setup_tracing(TracingConfig.model_validate(tracing or {}))
         cfg = CacheConfig.model_validate(config)
-        self.cache = ResponseCache(cfg, verifier=load_verifier(cfg))
+        verifier = load_verifier(cfg)
+        if verifier is not None:  # its token vectors: one MiniLM forward per new text, 1 thread is fastest here
+            import torch
+
+            torch.set_num_threads(embed_threads())
+        self.cache = ResponseCache(cfg, verifier=verifier)
         self._rebuilt = False
         self._lock = asyncio.Lock()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -81,7 +82,7 @@ class ResponseCache:
                 return CacheHit(entry.response, "exact", 1.0)
         if self.cfg.semantic_enabled and q.embedding is not None:
             for entry, sim in await self._candidates(q, self.cfg.similarity_threshold, now):
-                if not self._verified(q, entry):
+                if not await asyncio.to_thread(self._verified, q, entry):  # a model forward: off the loop
                     self._count(q.tenant, "verifier_rejected")
                     continue
                 self.store.get(entry.id)  # touch for LRU

@@ -68,7 +68,8 @@ def evaluate() -> None:
         table.add_row(row.name, f"{row.precision:.3f}", f"{row.hit_rate:.3f}", str(row.hits))
     console.print(table)
     console.print(f"GPTCache paraphrases served at the default: {result['paraphrase_hit_rate']:.3f}")
-    console.print(f"verifier latency: {result['verifier_ms_per_pair']:.2f} ms per candidate pair (batched)")
+    p50, p99 = result["verifier_ms_per_pair"]
+    console.print(f"verifier latency per candidate (one pair, new texts): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     looks = lookalike_results(verifier, gate, threshold)
     for name, r in looks.items():
         console.print(f"look-alike {name}: served {r['served']}/{r['pairs']} "
@@ -80,16 +81,19 @@ def evaluate() -> None:
 @cache_app.command("train-verifier")
 def train_verifier_cmd(
     cross_encoder: bool = typer.Option(False, help="Also fine-tune the MiniLM cross-encoder (~15 min on 2 cores)."),
-    out: Path = typer.Option(None, help="MLP artifact path (default: bundled verifier-v1.json)."),
+    out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier-v2.npz)."),
 ) -> None:
-    """Train the MLP verifier (and optionally the cross-encoder) on the QQP training split."""
+    """Train the verifier ensemble (and optionally the cross-encoder) on the QQP fit split (~15 min)."""
+    import numpy as np
+
     from app.caching.train_verifier import train_verifier
     from app.caching.verifier import DEFAULT_ARTIFACT
 
-    artifact, _ = train_verifier()
+    arrays, meta = train_verifier()
     target = out or DEFAULT_ARTIFACT
-    target.write_text(json.dumps(artifact, separators=(",", ":")))
-    console.print(f"MLP verifier: {json.dumps(artifact['metadata']['test'])} -> {target}")
+    np.savez_compressed(target, **arrays)
+    console.print(f"verifier: test {json.dumps(meta['test'])}, out-of-fold {json.dumps(meta['out_of_fold'])} "
+                  f"-> {target}")
     if cross_encoder:
         from app.caching.train_cross_encoder import build_cross_encoder
 

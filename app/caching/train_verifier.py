@@ -1,9 +1,9 @@
-"""Train the semantic-hit verifier on Quora Question Pairs and choose the default operating point.
+"""Train the semantic-hit verifier ensemble on Quora Question Pairs and choose its operating point.
 
-Split: 70% train / 10% validation (choose regularisation and thresholds) / 20% test (report only).
-The default (similarity gate, verifier threshold) is the validation setting with the highest
-duplicate hit rate among those with precision >= the target, that also rejects every hand-written
-look-alike negative.
+Split: 70% train + 10% validation = the fit set; 20% test (report only). The threshold comes from
+out-of-fold predictions on the fit set (k-fold): the highest duplicate hit rate whose precision is
+>= the target, above every hand-written look-alike negative's probability. The shipped models are
+then fitted on the whole fit set. The pair convention everywhere: query = ``b``, cached = ``a``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.caching.pair_features import HAND_FEATURES, hard_veto, pair_features
-from app.mlp import rounded
+from app.caching.pair_features import HAND_FEATURES, hard_veto
+from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens
+from app.caching.trees import export_hgb
 from app.routing.train import REPO, shared_data_dir
 
 QQP_FILE = "cache/qqp_pairs_dev.jsonl"
@@ -67,10 +68,6 @@ def load_pairs(name: str) -> Pairs:
                  vectors[[pos[t] for t in b]], sha)
 
 
-def features(p: Pairs) -> np.ndarray:
-    return np.stack([pair_features(a, b, ea, eb) for a, b, ea, eb in zip(p.a, p.b, p.ea, p.eb, strict=True)])
-
-
 def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx = list(range(n))
     random.Random(seed).shuffle(idx)
@@ -84,76 +81,124 @@ def precision_hit_rate(hit: np.ndarray, same: np.ndarray) -> tuple[float, float,
     return precision, float(hit[same].mean()) if same.any() else 0.0, hits
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, alpha: float, seed: int) -> dict:
+def load_views(name: str, p: Pairs) -> dict[str, TokenView]:
+    """Token views of every text of a pair file, cached in .cache/emb beside the sentence vectors."""
+    texts = sorted(set(p.a) | set(p.b))
+    cache = REPO / ".cache" / "emb" / f"{Path(name).stem}-{p.sha256[:16]}-tokens.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            ids, vecs, offs = z["ids"], z["vecs"].astype(np.float32), z["offsets"]
+        views = [TokenView(ids[offs[i]:offs[i + 1]], vecs[offs[i]:offs[i + 1]]) for i in range(len(texts))]
+    else:
+        views = encode_tokens(texts, batch_size=64)
+        offs = np.cumsum([0] + [len(v.ids) for v in views])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, ids=np.concatenate([v.ids for v in views]),
+                 vecs=np.concatenate([v.vecs for v in views]).astype(np.float16), offsets=offs)
+    return dict(zip(texts, views, strict=True))
+
+
+def fit_models(tree_x: np.ndarray, mlp_x: np.ndarray, y: np.ndarray, n_mlp: int, n_hgb: int) -> dict[str, np.ndarray]:
+    """The ensemble's arrays: ``n_mlp`` MLPs (64 ReLU units) and ``n_hgb`` boosted-tree models."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.neural_network import MLPClassifier
 
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    model = MLPClassifier(hidden_layer_sizes=(64,), alpha=alpha, max_iter=300, early_stopping=True,
-                          random_state=seed)
-    model.fit((x - mean) / scale, y)
-    layers = [{"weight": w.tolist(), "bias": b.tolist()} for w, b in zip(model.coefs_, model.intercepts_,
-                                                                          strict=True)]
-    return rounded({"mean": mean.tolist(), "scale": scale.tolist(), "layers": layers})
+    out: dict[str, np.ndarray] = {}
+    mean, scale = mlp_x.mean(axis=0), mlp_x.std(axis=0) + 1e-6
+    for i in range(n_mlp):
+        mlp = MLPClassifier(hidden_layer_sizes=(64,), alpha=3.0, max_iter=300, early_stopping=True, random_state=i)
+        mlp.fit((mlp_x - mean) / scale, y)
+        out[f"mlp{i}_mean"], out[f"mlp{i}_scale"] = mean.astype(np.float32), scale.astype(np.float32)
+        for k, (w, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_, strict=True)):
+            out[f"mlp{i}_w{k}"], out[f"mlp{i}_b{k}"] = w.astype(np.float32), b.astype(np.float32)
+    for j in range(n_hgb):
+        hgb = HistGradientBoostingClassifier(max_iter=400, learning_rate=0.05, l2_regularization=1.0,
+                                             max_features=0.5, random_state=j)
+        hgb.fit(tree_x, y)
+        out.update({f"hgb{j}_{k}": v for k, v in export_hgb(hgb).items()})
+    return out
 
 
-def choose_operating_point(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, target: float,
-                           lookalike_max_proba: float) -> tuple[float, float]:
-    """Best (similarity gate, verifier threshold) by duplicate hit rate with precision >= target."""
-    best = (0.0, 0.80, 0.99)
-    for gate in (0.70, 0.75, 0.80, 0.85):
-        for vt in np.arange(0.50, 0.99, 0.01):
-            if vt <= lookalike_max_proba:
-                continue
-            prec, rate, hits = precision_hit_rate((sim >= gate) & (proba >= vt), same)
-            if hits >= 50 and prec >= target and rate > best[0]:
-                best = (rate, gate, float(vt))
-    return best[1], round(best[2], 2)
-
-
-def train_verifier(seed: int = 0, target_precision: float = 0.95) -> tuple[dict, dict]:
-    from app.caching.lookalikes import NEGATIVES
+def _verifier(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, threshold: float, gate: float,
+              version: str = "tmp", metadata: dict | None = None):
     from app.caching.verifier import PairVerifier
+
+    meta = {"version": version, "threshold": threshold, "similarity_gate": gate, "n_mlp": n_mlp, "n_hgb": n_hgb,
+            "mlp_layers": 2, "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES,
+            "metadata": metadata or {}}
+    return PairVerifier({**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))})
+
+
+def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate: float, target: float,
+                     floor: float) -> float:
+    """Lowest threshold (highest hit rate) with precision >= target, above ``floor``."""
+    best = 0.99
+    for vt in np.arange(0.995, 0.30, -0.005):
+        if vt <= floor:
+            break
+        prec, _, hits = precision_hit_rate((sim >= gate) & (proba >= vt), same)
+        if hits >= 50 and prec >= target:
+            best = float(vt)
+    return round(best, 3)
+
+
+def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 5, n_mlp: int = 5, n_hgb: int = 4,
+                   gate: float = 0.80) -> tuple[dict[str, np.ndarray], dict]:
+    """Returns (artifact arrays for ``np.savez_compressed``, a summary)."""
+    from app.caching.lookalikes import NEGATIVES
+    from app.caching.verifier import pair_rows
     from app.embedding import get_embedder
 
+    t0 = time.time()
     qqp = load_pairs(QQP_FILE)
-    x = features(qqp)
+    views = load_views(QQP_FILE, qqp)
     tr, va, te = split(len(qqp.same), seed)
-    best = None
-    for alpha in (1.0, 3.0, 10.0):
-        weights = fit_mlp(x[tr], qqp.same[tr].astype(int), alpha, seed)
-        ver = PairVerifier({"version": "tmp", "threshold": 0.5, "hand_features": HAND_FEATURES, **weights})
-        proba = ver.proba_features(x[va])
-        auc = _auc(proba, qqp.same[va])
-        if best is None or auc > best[0]:
-            best = (auc, alpha, weights, ver)
-    _, alpha, weights, ver = best
-    emb = get_embedder()
-    neg_a = emb.encode([a for a, _ in NEGATIVES])
-    neg_b = emb.encode([b for _, b in NEGATIVES])
-    lookalike = max(ver.proba(b, a, eb, ea) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True)
-                    if hard_veto(b, a) is None)
+    fit = np.concatenate([tr, va])
+    idf = Idf.fit([views[t] for i in fit for t in (qqp.a[i], qqp.b[i])], vocab_size=_vocab_size())
+    tree_x, mlp_x = pair_rows(qqp.b, qqp.a, qqp.eb, qqp.ea, [views[t] for t in qqp.b], [views[t] for t in qqp.a],
+                              idf)
+    y = qqp.same.astype(int)
     vetoed = np.array([hard_veto(b, a) is not None for a, b in zip(qqp.a, qqp.b, strict=True)])
-    proba = ver.proba_features(x)
-    proba[vetoed] = 0.0
-    gate, vt = choose_operating_point(qqp.cosine[va], proba[va], qqp.same[va], target_precision, lookalike)
-    prec, rate, hits = precision_hit_rate((qqp.cosine[te] >= gate) & (proba[te] >= vt), qqp.same[te])
-    artifact = {
-        "version": f"verifier-mlp-{time.strftime('%Y%m%d')}-s{seed}",
-        "threshold": vt,
-        "similarity_gate": gate,
-        "hand_features": HAND_FEATURES,
-        **weights,
-        "metadata": {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "data_file": QQP_FILE, "data_sha256": qqp.sha256,
-            "split": {"seed": seed, "train": len(tr), "validation": len(va), "test": len(te)},
-            "model": "MLP(64) over hand features + |a-b| + a*b of MiniLM embeddings", "alpha": alpha,
-            "validation_auc": best[0], "target_precision_validation": target_precision,
-            "max_lookalike_negative_proba": lookalike,
-            "test": {"precision": prec, "duplicate_hit_rate": rate, "hits": hits},
-        },
+    oof = np.zeros(len(y))
+    fold_of = np.random.RandomState(seed).randint(0, folds, len(fit))
+    for k in range(folds):
+        trn, hold = fit[fold_of != k], fit[fold_of == k]
+        ver = _verifier(fit_models(tree_x[trn], mlp_x[trn], y[trn], n_mlp, n_hgb), idf, n_mlp, n_hgb, 0.5, gate)
+        oof[hold] = ver.proba_rows(tree_x[hold], mlp_x[hold])
+    arrays = fit_models(tree_x[fit], mlp_x[fit], y[fit], n_mlp, n_hgb)
+    ver = _verifier(arrays, idf, n_mlp, n_hgb, 0.5, gate)
+    emb = get_embedder()
+    neg_a, neg_b = emb.encode([a for a, _ in NEGATIVES]), emb.encode([b for _, b in NEGATIVES])
+    kept = [(a, b, ea, eb) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True) if hard_veto(b, a) is None]
+    lookalike = float(max(ver.proba(b, a, eb, ea) for a, b, ea, eb in kept)) if kept else 0.0
+    oof[vetoed] = 0.0
+    vt = choose_threshold(qqp.cosine[fit], oof[fit], qqp.same[fit], gate, target_precision, lookalike)
+    test_p = ver.proba_rows(tree_x[te], mlp_x[te])
+    test_p[vetoed[te]] = 0.0
+    prec, rate, hits = precision_hit_rate((qqp.cosine[te] >= gate) & (test_p >= vt), qqp.same[te])
+    oof_prec, oof_rate, _ = precision_hit_rate((qqp.cosine[fit] >= gate) & (oof[fit] >= vt), qqp.same[fit])
+    metadata = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data_file": QQP_FILE, "data_sha256": qqp.sha256,
+        "split": {"seed": seed, "fit": len(fit), "test": len(te), "folds": folds},
+        "model": f"mean of {n_mlp} MLP(64) over hand + token + |a-b| + a*b and {n_hgb} boosted trees over "
+                 "hand + token features",
+        "target_precision_out_of_fold": target_precision,
+        "out_of_fold": {"precision": oof_prec, "duplicate_hit_rate": oof_rate},
+        "max_lookalike_negative_proba": lookalike,
+        "test": {"precision": prec, "duplicate_hit_rate": rate, "hits": hits, "auc": _auc(test_p, qqp.same[te])},
+        "train_seconds": round(time.time() - t0, 1),
     }
-    return artifact, {"qqp": qqp, "x": x, "test_idx": te}
+    meta = {"version": f"verifier-ensemble-{time.strftime('%Y%m%d')}-s{seed}", "threshold": vt,
+            "similarity_gate": gate, "n_mlp": n_mlp, "n_hgb": n_hgb, "mlp_layers": 2,
+            "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES, "metadata": metadata}
+    return {**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))}, metadata
+
+
+def _vocab_size() -> int:
+    from app.embedding import get_embedder
+
+    return int(get_embedder().model.tokenizer.vocab_size)
 
 
 def _auc(score: np.ndarray, label: np.ndarray) -> float:

@@ -1,38 +1,119 @@
-"""Semantic-hit verifier: a pair classifier deciding whether a cached answer may be served.
+"""Semantic-hit verifier: decides whether a cached question's answer may be served for a new query.
 
-Numpy-only inference from a versioned JSON artifact trained by ``llmgw cache train-verifier``
-on Quora Question Pairs (see docs/cache.md for the measured precision / hit-rate trade-off).
+Hard vetoes first (numbers, negation, antonyms), then an ensemble trained by ``llmgw cache
+train-verifier`` on Quora Question Pairs: small MLPs over hand features + token-alignment features +
+the embedding interaction (|a-b|, a*b), and gradient-boosted trees over the hand + token features;
+P(same) is the mean of the two families. numpy-only at request time (plus one MiniLM forward pass
+for the token vectors of texts not seen before). Measured trade-off in docs/cache.md.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from app.caching.pair_features import HAND_FEATURES, hard_veto, pair_features
-from app.mlp import ArtifactUnavailable, MLPArtifact
+from app.caching.pair_features import HAND_FEATURES, hand_features, hard_veto
+from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens, token_features
+from app.caching.trees import FIELDS, TreeEnsemble
+from app.mlp import ArtifactUnavailable, NumpyMLP
 
-DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "verifier-v1.json"
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "verifier-v2.npz"
 
 
 class VerifierUnavailable(ArtifactUnavailable):
     pass
 
 
-class PairVerifier(MLPArtifact):
-    kind = "verifier"
-    default_path = DEFAULT_ARTIFACT
-    features_key = "hand_features"
-    features = HAND_FEATURES
-    unavailable = VerifierUnavailable
+def pair_rows(queries: Sequence[str], cached: Sequence[str], eq: np.ndarray, ec: np.ndarray,
+              vq: Sequence[TokenView], vc: Sequence[TokenView], idf: Idf) -> tuple[np.ndarray, np.ndarray]:
+    """(tree input [hand | token], MLP input [hand | token | |eq-ec| | eq*ec]) for each pair."""
+    eq, ec = np.atleast_2d(eq).astype(np.float32), np.atleast_2d(ec).astype(np.float32)
+    cos = np.sum(eq * ec, axis=1)
+    tree_x = np.stack([
+        np.concatenate([hand_features(q, c, float(s)), token_features(a, b, idf)])
+        for q, c, s, a, b in zip(queries, cached, cos, vq, vc, strict=True)
+    ])
+    return tree_x, np.concatenate([tree_x, np.abs(eq - ec), eq * ec], axis=1)
 
-    def proba_features(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict(x)
+
+class PairVerifier:
+    """The shipped ensemble verifier (artifact: a compressed .npz with a JSON ``meta`` entry)."""
+
+    kind = "verifier"
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], view_cache_size: int = 4096) -> None:
+        try:
+            meta = json.loads(str(arrays["meta"]))
+            self.version: str = meta["version"]
+            self.threshold: float = float(meta["threshold"])
+            self.similarity_gate: float = float(meta.get("similarity_gate", 0.80))
+            self.metadata: dict[str, Any] = meta.get("metadata", {})
+            self.idf = Idf(arrays["idf"])
+            self.mlps = [NumpyMLP({"mean": arrays[f"mlp{i}_mean"], "scale": arrays[f"mlp{i}_scale"],
+                                   "layers": [{"weight": arrays[f"mlp{i}_w{k}"], "bias": arrays[f"mlp{i}_b{k}"]}
+                                              for k in range(int(meta["mlp_layers"]))]})
+                         for i in range(int(meta["n_mlp"]))]
+            self.trees = [TreeEnsemble({f: arrays[f"hgb{j}_{f}"] for f in (*FIELDS, "roots", "baseline")})
+                          for j in range(int(meta["n_hgb"]))]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VerifierUnavailable(f"verifier artifact is malformed: {exc}") from exc
+        if meta.get("hand_features") != HAND_FEATURES or meta.get("token_features") != TOKEN_FEATURES:
+            raise VerifierUnavailable("verifier artifact was trained with other features; retrain it")
+        if not self.mlps or not self.trees:
+            raise VerifierUnavailable("verifier artifact has no models")
+        self._views: OrderedDict[str, TokenView] = OrderedDict()
+        self._view_cache_size = view_cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> PairVerifier:
+        target = Path(path) if path else DEFAULT_ARTIFACT
+        try:
+            with np.load(target, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise VerifierUnavailable(f"cannot read verifier artifact {target.name}: {exc}") from exc
+        return cls(arrays)
+
+    def proba_rows(self, tree_x: np.ndarray, mlp_x: np.ndarray) -> np.ndarray:
+        mlp = np.mean([m.predict(mlp_x) for m in self.mlps], axis=0)
+        trees = np.mean([t.predict(tree_x) for t in self.trees], axis=0)
+        return (mlp + trees) / 2
+
+    def token_views(self, texts: Sequence[str]) -> list[TokenView]:
+        """Token views, from a small LRU (cached questions are verified again and again)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._views))
+        fresh = dict(zip(missing, encode_tokens(missing), strict=True)) if missing else {}
+        with self._lock:
+            self._views.update(fresh)
+            for t in texts:
+                if t in self._views:
+                    self._views.move_to_end(t)
+            out = [self._views.get(t) or fresh[t] for t in texts]
+            while len(self._views) > self._view_cache_size:
+                self._views.popitem(last=False)
+        return out
+
+    def proba_pairs(self, queries: Sequence[str], cached: Sequence[str], eq: np.ndarray, ec: np.ndarray,
+                    views: Mapping[str, TokenView] | None = None) -> np.ndarray:
+        """P(same) for each (query, cached) pair, before vetoes. ``views``: precomputed token views."""
+        if views is None:
+            found = self.token_views([*queries, *cached])
+            vq, vc = found[:len(queries)], found[len(queries):]
+        else:
+            vq, vc = [views[t] for t in queries], [views[t] for t in cached]
+        return self.proba_rows(*pair_rows(queries, cached, eq, ec, vq, vc, self.idf))
 
     def proba(self, query: str, cached: str, eq: np.ndarray, ec: np.ndarray) -> float:
         """P(the cached question asks the same thing as the query)."""
-        return float(self.proba_features(pair_features(query, cached, eq, ec)[None, :])[0])
+        return float(self.proba_pairs([query], [cached], eq, ec)[0])
 
     def accept(self, query: str, cached: str, eq: np.ndarray, ec: np.ndarray, threshold: float | None = None) -> bool:
         """Serve ``cached``'s answer to ``query``? Hard vetoes first, then the learned probability."""

@@ -1,0 +1,67 @@
+"""The shipped semantic-hit verifier: its numpy tree runtime, token features, and look-alike behaviour."""
+
+import numpy as np
+import pytest
+
+from app.caching.lookalikes import NEGATIVES, POSITIVES
+from app.caching.token_features import TOKEN_FEATURES, Idf, encode_tokens, token_features
+from app.caching.trees import TreeEnsemble, export_hgb
+from app.caching.verifier import PairVerifier, VerifierUnavailable
+from app.embedding import get_embedder
+
+
+def test_numpy_trees_match_scikit_learn_including_missing_values() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 8))
+    x[rng.random(x.shape) < 0.02] = np.nan
+    y = np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) ** 2 > 1
+    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(x, y)
+    ours = TreeEnsemble(export_hgb(model)).predict(x[:400])
+    np.testing.assert_allclose(ours, model.predict_proba(x[:400])[:, 1], atol=1e-9)
+
+
+def test_token_alignment_separates_paraphrase_from_lookalike() -> None:
+    same, para, other = encode_tokens(["How do I reset my password?", "How can I reset my password?",
+                                       "How do I change my username?"])
+    idf = Idf(np.ones(40000))
+    f_same = dict(zip(TOKEN_FEATURES, token_features(same, same, idf), strict=True))
+    assert f_same["align_f1"] == pytest.approx(1.0, abs=1e-3)
+    assert f_same["unaligned_idf_sum"] == pytest.approx(0, abs=1e-3)
+    f_para = dict(zip(TOKEN_FEATURES, token_features(para, same, idf), strict=True))
+    f_other = dict(zip(TOKEN_FEATURES, token_features(other, same, idf), strict=True))
+    assert f_para["align_f1"] > f_other["align_f1"]
+    assert f_para["unaligned_idf_sum"] < f_other["unaligned_idf_sum"]
+
+
+@pytest.fixture(scope="module")
+def verifier() -> PairVerifier:
+    return PairVerifier.load()
+
+
+def _served(verifier: PairVerifier, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    emb = get_embedder()
+    ea, eb = emb.encode([a for a, _ in pairs]), emb.encode([b for _, b in pairs])
+    return [(a, b) for (a, b), x, y in zip(pairs, ea, eb, strict=True)
+            if float(x @ y) >= verifier.similarity_gate and verifier.accept(b, a, y, x)]
+
+
+def test_shipped_verifier_serves_no_lookalike_negative(verifier: PairVerifier) -> None:
+    assert _served(verifier, NEGATIVES) == []
+
+
+def test_shipped_verifier_serves_paraphrases_and_its_metadata_is_honest(verifier: PairVerifier) -> None:
+    assert len(_served(verifier, POSITIVES)) >= 3
+    test = verifier.metadata["test"]
+    assert test["precision"] >= 0.88 and test["duplicate_hit_rate"] >= 0.25, test
+    assert verifier.threshold > verifier.metadata["max_lookalike_negative_proba"]
+
+
+def test_malformed_or_foreign_artifact_is_refused(tmp_path) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, meta=np.asarray('{"version": "x"}'))
+    with pytest.raises(VerifierUnavailable):
+        PairVerifier.load(bad)
+    with pytest.raises(VerifierUnavailable):
+        PairVerifier.load(tmp_path / "missing.npz")
