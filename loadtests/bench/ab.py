@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from loadtests.bench import echo_server
-from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, load, stop, wait_http
+from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, bench_litellm, load, stop, wait_http
 
 
 def parse_tree(spec: str) -> tuple[Path, dict[str, str]]:
@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--rps", default="10,30,50")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--litellm", action="store_true", help="also LiteLLM (suite item 2) at the same levels")
     parser.add_argument("--gateway-config", type=Path, default=ROOT / "loadtests/bench/echo_gateway.yaml")
     args = parser.parse_args()
     trees = [parse_tree(t) for t in args.trees.split(",")]
@@ -108,6 +109,9 @@ def main() -> None:
                      "duration_s": duration if (duration := args.duration) else None, "runs": []}
     echo = echo_server.start(8201)
     try:
+        if args.litellm:
+            print("[litellm] LiteLLM proxy vs direct echo", flush=True)
+            results["litellm"] = bench_litellm(levels, args.duration)
         for rnd in range(args.rounds):
             for tree, extra_env in trees:
                 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
