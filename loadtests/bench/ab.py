@@ -46,17 +46,35 @@ def start_tree_gateway(tree: Path, config: Path, timeout: float, extra_env: dict
     return proc
 
 
-def serve_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each Serve process (proxy, replicas), by name."""
+def _stat(pid: str) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from "state" on
+
+
+def _descends_from(pid: str, root: int) -> bool:
+    for _ in range(32):
+        if int(pid) == root:
+            return True
+        pid = _stat(pid)[1]  # ppid
+        if pid in ("0", "1"):
+            return False
+    return False
+
+
+def serve_cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each Serve process (proxy, replicas) under ``root``.
+
+    Only descendants of our gateway process count (Ray starts its workers below the driver):
+    other gateways on the machine have replicas with the same names.
+    """
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            if not name.startswith(("ray::ServeReplica", "ray::ProxyActor")):
+            if not name.startswith(("ray::ServeReplica", "ray::ProxyActor")) or not _descends_from(pid, root):
                 continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            fields = _stat(pid)
+        except (OSError, IndexError, ValueError):
             continue
         label = name.removeprefix("ray::").split(".")[0].replace("ServeReplica:llm-gateway:", "")
         out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
@@ -64,11 +82,11 @@ def serve_cpu_seconds() -> dict[str, float]:
 
 
 def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    per = {k: round((after[k] - before.get(k, 0.0)) * 1000 / max(1, requests), 2) for k in after}
+    per = {k: round((after[k] - before.get(k, 0.0)) * 1000 / max(1, requests), 2) for k in after if k in before}
     return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
 
 
-def measure(url: str, levels: list[float], duration: float) -> list[dict]:
+def measure(url: str, levels: list[float], duration: float, root: int) -> list[dict]:
     rows = []
     for rps in levels:
         hit_prompt = f"What is the capital of France? Answer in one word. ({rps:g} rps)"
@@ -77,9 +95,9 @@ def measure(url: str, levels: list[float], duration: float) -> list[dict]:
                  ("hit", {"model": "auto", "prompts": [hit_prompt]}))
         for label, kw in paths:
             direct = load(ECHO_URL, rps, duration)
-            before = serve_cpu_seconds()
+            before = serve_cpu_seconds(root)
             target = load(url, rps, duration, warmup=0, **kw)
-            cpu = cpu_ms_per_request(before, serve_cpu_seconds(), target["sent"])
+            cpu = cpu_ms_per_request(before, serve_cpu_seconds(root), target["sent"])
             row = {"rps": rps, "path": label, "direct": direct, "gateway": target,
                    "overhead_p50_ms": round(target["p50_ms"] - direct["p50_ms"], 2),
                    "overhead_p99_ms": round(target["p99_ms"] - direct["p99_ms"], 2),
@@ -123,7 +141,7 @@ def main() -> None:
                 gw = start_tree_gateway(tree, args.gateway_config, 300, extra_env)
                 try:
                     load(f"http://127.0.0.1:{GATEWAY_PORT}", 5, 2, model="auto")  # warm every hop
-                    rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration)
+                    rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration, gw.pid)
                 finally:
                     stop(gw)
                 results["runs"].append({"round": rnd + 1, "tree": str(tree), "commit": commit, "dirty": dirty,
