@@ -27,6 +27,8 @@ class CacheDeployment:
             import torch
 
             torch.set_num_threads(embed_threads())
+            if hasattr(verifier, "warm_up"):
+                verifier.warm_up()  # before the replica takes traffic: a cold first lookup would time out
         self.cache = ResponseCache(cfg, verifier=verifier)
         self._rebuilt = False
         self._lock = asyncio.Lock()

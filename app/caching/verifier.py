@@ -81,6 +81,10 @@ class PairVerifier:
             raise VerifierUnavailable(f"cannot read verifier artifact {target.name}: {exc}") from exc
         return cls(arrays)
 
+    def warm_up(self) -> None:
+        """Load the MiniLM model and run it once, so the first real lookup does not pay for it (~1-5 s)."""
+        encode_tokens(["How do I warm up the cache verifier?", "Warm-up"])
+
     def proba_rows(self, tree_x: np.ndarray, mlp_x: np.ndarray) -> np.ndarray:
         mlp = np.mean([m.predict(mlp_x) for m in self.mlps], axis=0)
         trees = np.mean([t.predict(tree_x) for t in self.trees], axis=0)
