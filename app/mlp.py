@@ -30,7 +30,7 @@ class NumpyMLP:
             h = h @ weight + bias
             if i < len(self.layers) - 1:
                 h = np.maximum(h, 0.0)
-        return 1.0 / (1.0 + np.exp(-h[:, 0]))
+        return 1.0 / (1.0 + np.exp(-np.clip(h[:, 0], -60.0, 60.0)))
 
 
 def rounded(obj: Any) -> Any:
