@@ -17,7 +17,9 @@ class CacheConfig(BaseModel):
     semantic_enabled: bool = True
     similarity_threshold: float = Field(0.80, ge=0.0, le=1.0)  # candidate gate before verification
     verifier_enabled: bool = True
-    verifier: Literal["mlp", "cross-encoder"] = "mlp"  # cross-encoder: built by `llmgw cache train-verifier`
+    # "ensemble": the shipped verifier-v2 ("mlp" is its old name); cross-encoder: built by
+    # `llmgw cache train-verifier --cross-encoder`
+    verifier: Literal["ensemble", "mlp", "cross-encoder"] = "ensemble"
     verifier_threshold: float | None = None  # None: the artifact's threshold
     stale_min_similarity: float = 0.6  # fallback chain: best match below the normal gate
     max_temperature: float = 0.7  # above this, answers are meant to vary: bypass
