@@ -81,8 +81,11 @@ class ResponseCache:
                 self._count(q.tenant, "hit_exact")
                 return CacheHit(entry.response, "exact", 1.0)
         if self.cfg.semantic_enabled and q.embedding is not None:
-            for entry, sim in await self._candidates(q, self.cfg.similarity_threshold, now):
-                if not await asyncio.to_thread(self._verified, q, entry):  # a model forward: off the loop
+            candidates = await self._candidates(q, self.cfg.similarity_threshold, now)
+            # All candidates in one go (one model forward), off the event loop.
+            verdicts = await asyncio.to_thread(self._verified, q, [e for e, _ in candidates]) if candidates else []
+            for (entry, sim), accepted in zip(candidates, verdicts, strict=True):
+                if not accepted:
                     self._count(q.tenant, "verifier_rejected")
                     continue
                 self.store.get(entry.id)  # touch for LRU
@@ -91,11 +94,14 @@ class ResponseCache:
         self._count(q.tenant, "miss")
         return None
 
-    def _verified(self, q: CacheQuery, entry: Entry) -> bool:
+    def _verified(self, q: CacheQuery, entries: list[Entry]) -> list[bool]:
         if self.verifier is None or not self.cfg.verifier_enabled:
-            return True
-        return self.verifier.accept(normalize(q.last_user_text()), entry.question, q.embedding, entry.embedding,
-                                    self.cfg.verifier_threshold)
+            return [True] * len(entries)
+        query, threshold = normalize(q.last_user_text()), self.cfg.verifier_threshold
+        if hasattr(self.verifier, "accept_many"):
+            return self.verifier.accept_many(query, [e.question for e in entries], q.embedding,
+                                             [e.embedding for e in entries], threshold)
+        return [self.verifier.accept(query, e.question, q.embedding, e.embedding, threshold) for e in entries]
 
     async def _candidates(self, q: CacheQuery, min_sim: float, now: float, k: int = 4) -> list[tuple[Entry, float]]:
         found = []

@@ -119,6 +119,19 @@ class PairVerifier:
         """P(the cached question asks the same thing as the query)."""
         return float(self.proba_pairs([query], [cached], eq, ec)[0])
 
+    def accept_many(self, query: str, cached: Sequence[str], eq: np.ndarray, ec: Sequence[np.ndarray],
+                    threshold: float | None = None) -> list[bool]:
+        """``accept`` for several candidates of one query, with one model forward for all new texts."""
+        limit = self.threshold if threshold is None else threshold
+        open_ = [i for i, c in enumerate(cached) if hard_veto(query, c) is None]
+        out = [False] * len(cached)
+        if open_:
+            proba = self.proba_pairs([query] * len(open_), [cached[i] for i in open_],
+                                     np.repeat(np.atleast_2d(eq), len(open_), axis=0), np.stack([ec[i] for i in open_]))
+            for i, p in zip(open_, proba, strict=True):
+                out[i] = bool(p >= limit)
+        return out
+
     def accept(self, query: str, cached: str, eq: np.ndarray, ec: np.ndarray, threshold: float | None = None) -> bool:
         """Serve ``cached``'s answer to ``query``? Hard vetoes first, then the learned probability."""
         if hard_veto(query, cached) is not None:

@@ -65,3 +65,14 @@ def test_malformed_or_foreign_artifact_is_refused(tmp_path) -> None:
         PairVerifier.load(bad)
     with pytest.raises(VerifierUnavailable):
         PairVerifier.load(tmp_path / "missing.npz")
+
+
+def test_accept_many_agrees_with_one_by_one(verifier: PairVerifier) -> None:
+    query = "How can I reset my password?"
+    cached = ["How do I reset my password?", "How do I reset my router?", "How do I change my username?",
+              "How do I reset my password 2 times?"]
+    emb = get_embedder()
+    eq, ec = emb.encode_one(query), emb.encode(cached)
+    one_by_one = [verifier.accept(query, c, eq, e) for c, e in zip(cached, ec, strict=True)]
+    assert verifier.accept_many(query, cached, eq, list(ec)) == one_by_one
+    assert one_by_one[0] and not any(one_by_one[1:])
