@@ -85,7 +85,7 @@ def bench_deployment(n: int, concurrency: int) -> None:
     from app.config import RouterConfig
     from deployments.router import Router
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)  # never attach elsewhere
     handle = serve.run(Router.bind(RouterConfig().model_dump()), name="router-bench", route_prefix=None)
     asyncio.run(_through_handle(handle, 20, 1))  # warm up
     alone = asyncio.run(_through_handle(handle, n, 1))
