@@ -116,6 +116,7 @@ _mount_optional("app.routing.cli", "router_app", "router", "Train and evaluate t
 _mount_optional("app.caching.cli", "cache_app", "cache", "Cache quality eval, stats, invalidation, flush.")
 _mount_optional("app.observability.cli", "canary_app", "canary", "Run canary requests against a gateway.")
 _mount_optional("app.loadtest_cli", "loadtest_app", "loadtest", "Run a locust scenario headless.")
+_mount_optional("quantize.cli", "quantize", "quantize", "AWQ 4-bit weight-only quantization of a local checkpoint.")
 
 
 def main() -> None:
