@@ -20,6 +20,7 @@ class CircuitBreaker:
         self._failures: deque[float] = deque()
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._probe_started = 0.0
         self.transitions: list[tuple[str, str]] = []
 
     @property
@@ -39,14 +40,20 @@ class CircuitBreaker:
             self._failures.clear()
 
     def allow(self) -> bool:
-        """May a call go to this upstream now? In half-open, exactly one probe is let through."""
+        """May a call go to this upstream now? In half-open, one probe at a time is let through; a probe
+        that has not reported back within a cool-down is taken as lost (so a hung call cannot wedge it)."""
         state = self.state
         if state == CLOSED:
             return True
-        if state == HALF_OPEN and not self._probe_in_flight:
-            self._probe_in_flight = True
+        now = self.clock()
+        if state == HALF_OPEN and (not self._probe_in_flight or now - self._probe_started >= self.cfg.cooldown_s):
+            self._probe_in_flight, self._probe_started = True, now
             return True
         return False
+
+    def abandon(self) -> None:
+        """The call let through was cancelled before it could succeed or fail: free the probe slot."""
+        self._probe_in_flight = False
 
     def record_success(self) -> None:
         self._probe_in_flight = False

@@ -86,6 +86,10 @@ async def run_chain(steps: list[Step], retry: RetryConfig, retry_after_s: int = 
                 )
             else:
                 first, rest = await _first_chunk(step.open, step.first_chunk_timeout_s)
+        except asyncio.CancelledError:  # the client went away: neither a success nor a failure
+            if step.breaker is not None:
+                step.breaker.abandon()
+            raise
         except Exception as exc:
             err = find_gateway_error(exc)
             if isinstance(err, InvalidRequestError):

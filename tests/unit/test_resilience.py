@@ -180,6 +180,44 @@ async def _ok(text: str):
     yield GenerationChunk("!", "stop")
 
 
+def test_half_open_probe_cannot_wedge_the_breaker() -> None:
+    clock = Clock()
+    b = CircuitBreaker("pool:small", BreakerConfig(failure_threshold=1, window_s=10, cooldown_s=5), clock)
+    b.record_failure()
+    clock.now = 5
+    assert b.allow() and not b.allow()  # the probe is out
+    clock.now = 9.9
+    assert not b.allow()
+    clock.now = 10.1  # no word from it for a cool-down: taken as lost, the next request probes
+    assert b.allow() and not b.allow()
+    b.abandon()  # that one was cancelled (client gone): the slot is free at once
+    assert b.allow()
+    b.record_success()
+    assert b.state == CLOSED
+
+
+def test_cancelled_probe_frees_the_breaker_slot() -> None:
+    clock = Clock()
+    b = CircuitBreaker("pool:small", BreakerConfig(failure_threshold=1, cooldown_s=5), clock)
+    b.record_failure()
+    clock.now = 6
+
+    async def hangs():
+        await asyncio.sleep(3600)
+        yield GenerationChunk("never", None)
+
+    async def go() -> None:
+        task = asyncio.create_task(run_chain([Step("pool:small", hangs, b)], RetryConfig(attempts=1)))
+        await asyncio.sleep(0.05)
+        assert b._probe_in_flight
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert b.state == HALF_OPEN and b.allow()
+
+
 def test_chain_walks_steps_skips_open_breakers_and_reports_path() -> None:
     clock = Clock()
     cfg = BreakerConfig(failure_threshold=2, cooldown_s=10)
