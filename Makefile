@@ -4,14 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODELS := .cache/models/tiny-small/llmgw_tiny_model.json .cache/models/tiny-large/llmgw_tiny_model.json
+QVENV  := .cache/venv-quantize
 ENGINE ?= cpu
 
-.PHONY: run test install models lint bench clean
+.PHONY: run test install models quantize-env lint bench clean
 
 run: install models  ## the gateway on http://127.0.0.1:8000 (CPU, tiny models, in-memory cache)
 	$(BIN)/llmgw run --config serve_config.cpu.yaml
 
-test: install models  ## lint + the whole test suite
+test: install models quantize-env  ## lint + the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider
 
@@ -28,6 +29,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 models: $(MODELS)
+
+# llm-compressor pins clash with the gateway's (docs/quantize.md): `llmgw quantize` runs it in its own venv.
+quantize-env: $(QVENV)/.installed
+
+$(QVENV)/.installed: quantize/requirements.txt
+	test -x $(QVENV)/bin/python || $(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/pip install -q torch==2.13.0
+	$(QVENV)/bin/pip install -q -r quantize/requirements.txt
+	touch $@
 
 .cache/models/tiny-%/llmgw_tiny_model.json: | $(STAMP)
 	$(BIN)/llmgw tiny-model .cache/models/tiny-$* --size $*

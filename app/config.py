@@ -27,7 +27,7 @@ class EngineConfig(_Strict):
 
     model: str
     served_model_name: str | None = None
-    quantization: str | None = None  # e.g. "awq" / "awq_marlin" for the large GPU pool
+    quantization: str | None = None  # e.g. "compressed-tensors" (llmgw quantize) or "awq_marlin" (AutoAWQ)
     max_model_len: int = 2048
     tensor_parallel_size: int = 1
     dtype: str = "auto"

@@ -17,7 +17,7 @@ def test_serve_configs_load_and_differ_only_in_values() -> None:
     cpu = load_config(ROOT / "serve_config.cpu.yaml", base_dir=ROOT)
     gpu = load_config(ROOT / "serve_config.yaml", base_dir=ROOT)
     assert [p.name for p in cpu.pools] == [p.name for p in gpu.pools] == ["small", "large"]
-    assert gpu.pool("large").engine.quantization == "awq_marlin"
+    assert gpu.pool("large").engine.quantization == "compressed-tensors"  # what `llmgw quantize` writes
     assert gpu.pool("large").ray_actor_options["resources"] == {"pool_large": 1}
     assert set(cpu.model_dump()) == set(gpu.model_dump())
 
