@@ -93,17 +93,17 @@ class PairVerifier:
     def token_views(self, texts: Sequence[str]) -> list[TokenView]:
         """Token views, from a small LRU (cached questions are verified again and again)."""
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._views))
-        fresh = dict(zip(missing, encode_tokens(missing), strict=True)) if missing else {}
+            known = {t: self._views[t] for t in texts if t in self._views}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, encode_tokens(missing), strict=True))
         with self._lock:
-            self._views.update(fresh)
-            for t in texts:
-                if t in self._views:
-                    self._views.move_to_end(t)
-            out = [self._views.get(t) or fresh[t] for t in texts]
+            for text, view in known.items():
+                self._views[text] = view
+                self._views.move_to_end(text)
             while len(self._views) > self._view_cache_size:
                 self._views.popitem(last=False)
-        return out
+        return [known[t] for t in texts]
 
     def proba_pairs(self, queries: Sequence[str], cached: Sequence[str], eq: np.ndarray, ec: np.ndarray,
                     views: Mapping[str, TokenView] | None = None) -> np.ndarray:
