@@ -119,14 +119,19 @@ def fit_models(tree_x: np.ndarray, mlp_x: np.ndarray, y: np.ndarray, n_mlp: int,
     return out
 
 
-def _verifier(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, threshold: float, gate: float,
-              version: str = "tmp", metadata: dict | None = None):
-    from app.caching.verifier import PairVerifier
-
+def artifact_arrays(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, threshold: float,
+                    gate: float, version: str = "tmp", metadata: dict | None = None) -> dict[str, np.ndarray]:
+    """Everything ``PairVerifier`` reads: the model arrays, the IDF table and a JSON ``meta`` entry."""
     meta = {"version": version, "threshold": threshold, "similarity_gate": gate, "n_mlp": n_mlp, "n_hgb": n_hgb,
             "mlp_layers": 2, "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES,
             "metadata": metadata or {}}
-    return PairVerifier({**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))})
+    return {**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))}
+
+
+def _verifier(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, gate: float):
+    from app.caching.verifier import PairVerifier
+
+    return PairVerifier(artifact_arrays(arrays, idf, n_mlp, n_hgb, 0.5, gate))
 
 
 def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate: float, target: float,
@@ -163,10 +168,10 @@ def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 
     fold_of = np.random.RandomState(seed).randint(0, folds, len(fit))
     for k in range(folds):
         trn, hold = fit[fold_of != k], fit[fold_of == k]
-        ver = _verifier(fit_models(tree_x[trn], mlp_x[trn], y[trn], n_mlp, n_hgb), idf, n_mlp, n_hgb, 0.5, gate)
+        ver = _verifier(fit_models(tree_x[trn], mlp_x[trn], y[trn], n_mlp, n_hgb), idf, n_mlp, n_hgb, gate)
         oof[hold] = ver.proba_rows(tree_x[hold], mlp_x[hold])
     arrays = fit_models(tree_x[fit], mlp_x[fit], y[fit], n_mlp, n_hgb)
-    ver = _verifier(arrays, idf, n_mlp, n_hgb, 0.5, gate)
+    ver = _verifier(arrays, idf, n_mlp, n_hgb, gate)
     emb = get_embedder()
     neg_a, neg_b = emb.encode([a for a, _ in NEGATIVES]), emb.encode([b for _, b in NEGATIVES])
     kept = [(a, b, ea, eb) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True) if hard_veto(b, a) is None]
@@ -189,10 +194,8 @@ def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 
         "test": {"precision": prec, "duplicate_hit_rate": rate, "hits": hits, "auc": _auc(test_p, qqp.same[te])},
         "train_seconds": round(time.time() - t0, 1),
     }
-    meta = {"version": f"verifier-ensemble-{time.strftime('%Y%m%d')}-s{seed}", "threshold": vt,
-            "similarity_gate": gate, "n_mlp": n_mlp, "n_hgb": n_hgb, "mlp_layers": 2,
-            "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES, "metadata": metadata}
-    return {**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))}, metadata
+    version = f"verifier-ensemble-{time.strftime('%Y%m%d')}-s{seed}"
+    return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata), metadata
 
 
 def _vocab_size() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from app.caching.pair_features import HAND_FEATURES, hand_features, hard_veto
 from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens, token_features
 from app.caching.trees import FIELDS, TreeEnsemble
+from app.memo import LRUMemo
 from app.mlp import ArtifactUnavailable, NumpyMLP
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "verifier-v2.npz"
@@ -67,9 +67,8 @@ class PairVerifier:
             raise VerifierUnavailable("verifier artifact was trained with other features; retrain it")
         if not self.mlps or not self.trees:
             raise VerifierUnavailable("verifier artifact has no models")
-        self._views: OrderedDict[str, TokenView] = OrderedDict()
-        self._view_cache_size = view_cache_size
-        self._lock = threading.Lock()
+        self._views: LRUMemo[TokenView] = LRUMemo(view_cache_size)
+        self._lock = threading.Lock()  # lookups verify in worker threads
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PairVerifier:
@@ -93,16 +92,14 @@ class PairVerifier:
     def token_views(self, texts: Sequence[str]) -> list[TokenView]:
         """Token views, from a small LRU (cached questions are verified again and again)."""
         with self._lock:
-            known = {t: self._views[t] for t in texts if t in self._views}
+            known = {t: v for t in dict.fromkeys(texts) if (v := self._views.get(t)) is not None}
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            known.update(zip(missing, encode_tokens(missing), strict=True))
-        with self._lock:
-            for text, view in known.items():
-                self._views[text] = view
-                self._views.move_to_end(text)
-            while len(self._views) > self._view_cache_size:
-                self._views.popitem(last=False)
+            fresh = dict(zip(missing, encode_tokens(missing), strict=True))
+            with self._lock:
+                for text, view in fresh.items():
+                    self._views.put(text, view)
+            known.update(fresh)
         return [known[t] for t in texts]
 
     def proba_pairs(self, queries: Sequence[str], cached: Sequence[str], eq: np.ndarray, ec: np.ndarray,
