@@ -126,6 +126,7 @@ async def bench_size(n: int, probes: int = 300, fill: str = "bulk") -> dict[str,
     for (a, _), v in zip(pairs, orig_vecs, strict=True):
         await cache.store_response(_text_q(a, v), CachedResponse(f"answer to {a}", "stop", 5, 3, "m", 0.0))
     exact, miss, hit = [], [], []
+    outcomes: Counter[str] = Counter()
     for j in range(probes):
         i = int(rng.integers(n))
         t = time.perf_counter()
@@ -135,12 +136,18 @@ async def bench_size(n: int, probes: int = 300, fill: str = "bulk") -> dict[str,
         await cache.lookup(_q(n + j, _unit(rng.normal(size=384))))
         miss.append(time.perf_counter() - t)
         if j < len(pairs):
+            rejected_before = cache.counters["verifier_rejected"]
             t = time.perf_counter()
-            await cache.lookup(_text_q(pairs[j][1], para_vecs[j]))
+            found = await cache.lookup(_text_q(pairs[j][1], para_vecs[j]))
             hit.append(time.perf_counter() - t)
+            if found is None:  # a verifier rejection, or the ANN search brought no candidate above the threshold
+                outcomes["verifier rejected" if cache.counters["verifier_rejected"] > rejected_before
+                         else "no candidate"] += 1
     return {"entries": n, "build_s": build, "exact_p50": pct(exact, 50), "exact_p99": pct(exact, 99),
             "miss_p50": pct(miss, 50), "miss_p99": pct(miss, 99), "semantic_p50": pct(hit, 50),
             "semantic_p99": pct(hit, 99), "semantic_hit_rate": cache.stats()["hit_semantic"] / len(hit),
+            "semantic_rejected": outcomes["verifier rejected"] / len(hit),
+            "semantic_no_candidate": outcomes["no candidate"] / len(hit),
             "rss_after_fill_gib": rss_after_fill, "peak_rss_gib": peak_rss_gib()}
 
 
@@ -178,7 +185,8 @@ def main() -> None:
         r = asyncio.run(bench_size(n, fill=args.fill))
         print(f"{r['entries']:9d} {r['build_s']:8.1f} {r['exact_p50']:8.3f}/{r['exact_p99']:8.3f} "
               f"{r['miss_p50']:8.3f}/{r['miss_p99']:8.3f} {r['semantic_p50']:9.3f}/{r['semantic_p99']:9.3f}"
-              f"  (semantic hit rate {r['semantic_hit_rate']:.2f}; RSS after fill "
+              f"  (semantic hit rate {r['semantic_hit_rate']:.2f}, not served: verifier rejected "
+              f"{r['semantic_rejected']:.2f}, no ANN candidate {r['semantic_no_candidate']:.2f}; RSS after fill "
               f"{r['rss_after_fill_gib']:.2f} GiB, peak RSS so far {r['peak_rss_gib']:.2f} GiB)", flush=True)
     if args.e2e_url:
         bench_e2e(args.e2e_url)
