@@ -81,9 +81,9 @@ def evaluate() -> None:
 @cache_app.command("train-verifier")
 def train_verifier_cmd(
     cross_encoder: bool = typer.Option(False, help="Also fine-tune the MiniLM cross-encoder (~15 min on 2 cores)."),
-    out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier-v2.npz)."),
+    out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier-v3.npz)."),
 ) -> None:
-    """Train the verifier ensemble (and optionally the cross-encoder) on the QQP fit split (~15 min)."""
+    """Train the verifier ensemble (and optionally the cross-encoder) on the QQP fit split (~40 min on 2 cores)."""
     import numpy as np
 
     from app.caching.train_verifier import train_verifier

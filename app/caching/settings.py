@@ -17,7 +17,7 @@ class CacheConfig(BaseModel):
     semantic_enabled: bool = True
     similarity_threshold: float = Field(0.80, ge=0.0, le=1.0)  # candidate gate before verification
     verifier_enabled: bool = True
-    # "ensemble": the shipped verifier-v2 ("mlp" is its old name); cross-encoder: built by
+    # "ensemble": the shipped verifier-v3 ("mlp" is its old name); cross-encoder: built by
     # `llmgw cache train-verifier --cross-encoder`
     verifier: Literal["ensemble", "mlp", "cross-encoder"] = "ensemble"
     verifier_threshold: float | None = None  # None: the artifact's threshold

@@ -81,6 +81,16 @@ def precision_hit_rate(hit: np.ndarray, same: np.ndarray) -> tuple[float, float,
     return precision, float(hit[same].mean()) if same.any() else 0.0, hits
 
 
+def precision_at_hit_rate(score: np.ndarray, same: np.ndarray, rate: float) -> float:
+    """Precision of the highest-scoring pairs that reach ``rate`` of all duplicates (score -1: never served)."""
+    order = np.argsort(-score, kind="stable")
+    tp = np.cumsum(same[order])
+    k = int(np.searchsorted(tp, int(np.ceil(rate * same.sum())))) + 1
+    if k > len(score):
+        return 0.0
+    return round(float(tp[k - 1] / k), 4) if score[order][k - 1] >= 0 else 0.0
+
+
 def load_views(name: str, p: Pairs) -> dict[str, TokenView]:
     """Token views of every text of a pair file, cached in .cache/emb beside the sentence vectors."""
     texts = sorted(set(p.a) | set(p.b))
@@ -119,19 +129,32 @@ def fit_models(tree_x: np.ndarray, mlp_x: np.ndarray, y: np.ndarray, n_mlp: int,
     return out
 
 
+def fit_aligners(vq: list[TokenView], vc: list[TokenView], cosine: np.ndarray, y: np.ndarray, idf: Idf,
+                 n_att: int, epochs: int) -> dict[str, np.ndarray]:
+    """``n_att`` attention networks (``alignment_net.py``), arrays prefixed ``att{i}_``."""
+    from app.caching.train_alignment import train_alignment
+
+    out: dict[str, np.ndarray] = {}
+    for i in range(n_att):
+        net = train_alignment(vq, vc, cosine, y, idf, seed=i, epochs=epochs)
+        out.update({f"att{i}_{k}": v for k, v in net.items()})
+    return out
+
+
 def artifact_arrays(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, threshold: float,
-                    gate: float, version: str = "tmp", metadata: dict | None = None) -> dict[str, np.ndarray]:
+                    gate: float, version: str = "tmp", metadata: dict | None = None,
+                    n_att: int = 0) -> dict[str, np.ndarray]:
     """Everything ``PairVerifier`` reads: the model arrays, the IDF table and a JSON ``meta`` entry."""
     meta = {"version": version, "threshold": threshold, "similarity_gate": gate, "n_mlp": n_mlp, "n_hgb": n_hgb,
-            "mlp_layers": 2, "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES,
+            "n_att": n_att, "mlp_layers": 2, "hand_features": HAND_FEATURES, "token_features": TOKEN_FEATURES,
             "metadata": metadata or {}}
     return {**arrays, "idf": idf.table, "meta": np.asarray(json.dumps(meta))}
 
 
-def _verifier(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, gate: float):
+def _verifier(arrays: dict[str, np.ndarray], idf: Idf, n_mlp: int, n_hgb: int, gate: float, n_att: int):
     from app.caching.verifier import PairVerifier
 
-    return PairVerifier(artifact_arrays(arrays, idf, n_mlp, n_hgb, 0.5, gate))
+    return PairVerifier(artifact_arrays(arrays, idf, n_mlp, n_hgb, 0.5, gate, n_att=n_att))
 
 
 def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate: float, target: float,
@@ -147,8 +170,8 @@ def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate:
     return round(best, 3)
 
 
-def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 5, n_mlp: int = 5, n_hgb: int = 4,
-                   gate: float = 0.80) -> tuple[dict[str, np.ndarray], dict]:
+def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5, n_mlp: int = 5, n_hgb: int = 4,
+                   gate: float = 0.80, n_att: int = 2, att_epochs: int = 8) -> tuple[dict[str, np.ndarray], dict]:
     """Returns (artifact arrays for ``np.savez_compressed``, a summary)."""
     from app.caching.lookalikes import NEGATIVES
     from app.caching.verifier import pair_rows
@@ -163,23 +186,37 @@ def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 
     tree_x, mlp_x = pair_rows(qqp.b, qqp.a, qqp.eb, qqp.ea, [views[t] for t in qqp.b], [views[t] for t in qqp.a],
                               idf)
     y = qqp.same.astype(int)
+    vq, vc, cos = [views[t] for t in qqp.b], [views[t] for t in qqp.a], qqp.cosine
+
+    def fitted(rows: np.ndarray):
+        arrays = {**fit_models(tree_x[rows], mlp_x[rows], y[rows], n_mlp, n_hgb),
+                  **fit_aligners([vq[i] for i in rows], [vc[i] for i in rows], cos[rows], y[rows], idf, n_att,
+                                 att_epochs)}
+        return arrays, _verifier(arrays, idf, n_mlp, n_hgb, gate, n_att)
+
+    def proba(ver, rows: np.ndarray) -> np.ndarray:
+        return ver.proba_rows(tree_x[rows], mlp_x[rows],
+                              ver.aligned_proba([vq[i] for i in rows], [vc[i] for i in rows], cos[rows]))
+
     vetoed = np.array([hard_veto(b, a) is not None for a, b in zip(qqp.a, qqp.b, strict=True)])
     oof = np.zeros(len(y))
     fold_of = np.random.RandomState(seed).randint(0, folds, len(fit))
     for k in range(folds):
         trn, hold = fit[fold_of != k], fit[fold_of == k]
-        ver = _verifier(fit_models(tree_x[trn], mlp_x[trn], y[trn], n_mlp, n_hgb), idf, n_mlp, n_hgb, gate)
-        oof[hold] = ver.proba_rows(tree_x[hold], mlp_x[hold])
-    arrays = fit_models(tree_x[fit], mlp_x[fit], y[fit], n_mlp, n_hgb)
-    ver = _verifier(arrays, idf, n_mlp, n_hgb, gate)
+        oof[hold] = proba(fitted(trn)[1], hold)
+        print(f"fold {k + 1}/{folds} done ({time.time() - t0:.0f} s)", flush=True)
+    arrays, ver = fitted(fit)
     emb = get_embedder()
     neg_a, neg_b = emb.encode([a for a, _ in NEGATIVES]), emb.encode([b for _, b in NEGATIVES])
     kept = [(a, b, ea, eb) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True) if hard_veto(b, a) is None]
     lookalike = float(max(ver.proba(b, a, eb, ea) for a, b, ea, eb in kept)) if kept else 0.0
     oof[vetoed] = 0.0
     vt = choose_threshold(qqp.cosine[fit], oof[fit], qqp.same[fit], gate, target_precision, lookalike)
-    test_p = ver.proba_rows(tree_x[te], mlp_x[te])
+    test_p = proba(ver, te)
     test_p[vetoed[te]] = 0.0
+    served = (qqp.cosine >= gate) & ~vetoed
+    gated = np.where(served, oof, -1.0)
+    gated_test = np.where(served[te], test_p, -1.0)
     prec, rate, hits = precision_hit_rate((qqp.cosine[te] >= gate) & (test_p >= vt), qqp.same[te])
     oof_prec, oof_rate, _ = precision_hit_rate((qqp.cosine[fit] >= gate) & (oof[fit] >= vt), qqp.same[fit])
     metadata = {
@@ -187,15 +224,19 @@ def train_verifier(seed: int = 0, target_precision: float = 0.905, folds: int = 
         "data_file": QQP_FILE, "data_sha256": qqp.sha256,
         "split": {"seed": seed, "fit": len(fit), "test": len(te), "folds": folds},
         "model": f"mean of {n_mlp} MLP(64) over hand + token + |a-b| + a*b and {n_hgb} boosted trees over "
-                 "hand + token features",
+                 f"hand + token features, averaged with {n_att} attention networks over the token vectors",
         "target_precision_out_of_fold": target_precision,
-        "out_of_fold": {"precision": oof_prec, "duplicate_hit_rate": oof_rate},
+        "out_of_fold": {"precision": oof_prec, "duplicate_hit_rate": oof_rate,
+                        "precision_at_hit_rate": {str(r): precision_at_hit_rate(gated[fit], qqp.same[fit], r)
+                                                  for r in (0.30, 0.35, 0.40)}},
         "max_lookalike_negative_proba": lookalike,
-        "test": {"precision": prec, "duplicate_hit_rate": rate, "hits": hits, "auc": _auc(test_p, qqp.same[te])},
+        "test": {"precision": prec, "duplicate_hit_rate": rate, "hits": hits, "auc": _auc(test_p, qqp.same[te]),
+                 "precision_at_hit_rate": {str(r): precision_at_hit_rate(gated_test, qqp.same[te], r)
+                                           for r in (0.30, 0.35, 0.40)}},
         "train_seconds": round(time.time() - t0, 1),
     }
     version = f"verifier-ensemble-{time.strftime('%Y%m%d')}-s{seed}"
-    return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata), metadata
+    return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata, n_att), metadata
 
 
 def _vocab_size() -> int:

@@ -2,9 +2,10 @@
 
 Hard vetoes first (numbers, negation, antonyms), then an ensemble trained by ``llmgw cache
 train-verifier`` on Quora Question Pairs: small MLPs over hand features + token-alignment features +
-the embedding interaction (|a-b|, a*b), and gradient-boosted trees over the hand + token features;
-P(same) is the mean of the two families. numpy-only at request time (plus one MiniLM forward pass
-for the token vectors of texts not seen before). Measured trade-off in docs/cache.md.
+the embedding interaction (|a-b|, a*b), gradient-boosted trees over the hand + token features, and
+attention networks over the token vectors (``alignment_net.py``); P(same) is the mean of the MLP and
+tree families, averaged with the attention networks. numpy-only at request time (plus one MiniLM
+forward pass for the token vectors of texts not seen before). Measured trade-off in docs/cache.md.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from app.caching.alignment_net import AlignmentNet, alignment_proba
 from app.caching.pair_features import HAND_FEATURES, hand_features, hard_veto
 from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens, token_features
 from app.caching.trees import FIELDS, TreeEnsemble
 from app.memo import LRUMemo
 from app.mlp import ArtifactUnavailable, NumpyMLP
 
-DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "verifier-v2.npz"
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "verifier-v3.npz"
 
 
 class VerifierUnavailable(ArtifactUnavailable):
@@ -61,6 +63,7 @@ class PairVerifier:
                          for i in range(int(meta["n_mlp"]))]
             self.trees = [TreeEnsemble({f: arrays[f"hgb{j}_{f}"] for f in (*FIELDS, "roots", "baseline")})
                           for j in range(int(meta["n_hgb"]))]
+            self.aligners = [AlignmentNet(arrays, f"att{i}_") for i in range(int(meta.get("n_att", 0)))]
         except (KeyError, TypeError, ValueError) as exc:
             raise VerifierUnavailable(f"verifier artifact is malformed: {exc}") from exc
         if meta.get("hand_features") != HAND_FEATURES or meta.get("token_features") != TOKEN_FEATURES:
@@ -84,10 +87,16 @@ class PairVerifier:
         """Load the MiniLM model and run it once, so the first real lookup does not pay for it (~1-5 s)."""
         encode_tokens(["How do I warm up the cache verifier?", "Warm-up"])
 
-    def proba_rows(self, tree_x: np.ndarray, mlp_x: np.ndarray) -> np.ndarray:
+    def proba_rows(self, tree_x: np.ndarray, mlp_x: np.ndarray, aligned: np.ndarray | None = None) -> np.ndarray:
+        """Combine the families; ``aligned``: the attention networks' P(same), when the artifact has them."""
         mlp = np.mean([m.predict(mlp_x) for m in self.mlps], axis=0)
         trees = np.mean([t.predict(tree_x) for t in self.trees], axis=0)
-        return (mlp + trees) / 2
+        base = (mlp + trees) / 2
+        return base if aligned is None else (base + aligned) / 2
+
+    def aligned_proba(self, vq: Sequence[TokenView], vc: Sequence[TokenView], cosine: np.ndarray) -> np.ndarray | None:
+        """The attention networks' mean P(same) per pair (None when the artifact has none)."""
+        return alignment_proba(self.aligners, list(vq), list(vc), cosine, self.idf) if self.aligners else None
 
     def token_views(self, texts: Sequence[str]) -> list[TokenView]:
         """Token views, from a small LRU (cached questions are verified again and again)."""
@@ -110,7 +119,9 @@ class PairVerifier:
             vq, vc = found[:len(queries)], found[len(queries):]
         else:
             vq, vc = [views[t] for t in queries], [views[t] for t in cached]
-        return self.proba_rows(*pair_rows(queries, cached, eq, ec, vq, vc, self.idf))
+        cosine = np.sum(np.atleast_2d(eq) * np.atleast_2d(ec), axis=1)
+        return self.proba_rows(*pair_rows(queries, cached, eq, ec, vq, vc, self.idf),
+                               self.aligned_proba(vq, vc, cosine))
 
     def proba(self, query: str, cached: str, eq: np.ndarray, ec: np.ndarray) -> float:
         """P(the cached question asks the same thing as the query)."""

@@ -76,3 +76,25 @@ def test_accept_many_agrees_with_one_by_one(verifier: PairVerifier) -> None:
     one_by_one = [verifier.accept(query, c, eq, e) for c, e in zip(cached, ec, strict=True)]
     assert verifier.accept_many(query, cached, eq, list(ec)) == one_by_one
     assert one_by_one[0] and not any(one_by_one[1:])
+
+
+def test_numpy_alignment_network_matches_torch() -> None:
+    import torch
+
+    from app.caching.alignment_net import AlignmentNet, piece_inputs
+    from app.caching.train_alignment import _padded, export, fit_network
+
+    texts = ["How do I reset my password?", "How can I reset my password?", "How do I change my username?",
+             "What is the capital of France?", "Which city is the capital of France?", "Is Paris in Germany?"]
+    views = encode_tokens(texts)
+    idf = Idf(np.linspace(1.0, 5.0, 40000))
+    pairs = [(0, 1, 1), (0, 2, 0), (3, 4, 1), (3, 5, 0), (1, 2, 0), (4, 5, 0)]
+    vq, vc = [views[i] for i, _, _ in pairs], [views[j] for _, j, _ in pairs]
+    cos = np.array([float(views[i].vecs.mean(0) @ views[j].vecs.mean(0)) for i, j, _ in pairs], dtype=np.float32)
+    net = fit_network(vq, vc, cos, np.array([s for _, _, s in pairs]), idf, seed=0, epochs=3, batch=4)
+    ours = AlignmentNet({f"n_{k}": v for k, v in export(net).items()}, "n_")
+    for q, c, s in zip(vq, vc, cos, strict=True):
+        xa, xb = piece_inputs(q, c, idf), piece_inputs(c, q, idf)
+        with torch.no_grad():
+            ref = torch.sigmoid(net(*_padded([xa]), *_padded([xb]), torch.tensor([s]))).item()
+        assert ours.predict_one(xa, xb, float(s)) == pytest.approx(ref, abs=1e-5)
