@@ -235,7 +235,7 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
                                            for r in (0.30, 0.35, 0.40)}},
         "train_seconds": round(time.time() - t0, 1),
     }
-    version = f"verifier-ensemble-{time.strftime('%Y%m%d')}-s{seed}"
+    version = f"verifier-ensemble-att-{time.strftime('%Y%m%d')}-s{seed}"
     return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata, n_att), metadata
 
 
