@@ -112,8 +112,10 @@ class GatewayConfig(_Strict):
             raise ValueError("at least one pool is required")
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate pool names: {names}")
-        if self.router.enabled and self.router.default_pool not in names:
-            raise ValueError(f"router.default_pool {self.router.default_pool!r} is not a pool ({names})")
+        if self.router.enabled:
+            for field in ("default_pool", "small_pool", "large_pool"):
+                if (value := getattr(self.router, field)) not in names:
+                    raise ValueError(f"router.{field} {value!r} is not a pool ({names})")
         return self
 
     def pool(self, name: str) -> PoolConfig:

@@ -23,7 +23,8 @@ def test_serve_configs_load_and_differ_only_in_values() -> None:
 
 
 def test_model_names_include_auto_pools_and_aliases() -> None:
-    cfg = GatewayConfig.model_validate({"pools": [{**POOL, "aliases": ["s1"]}]})
+    one_pool_router = {"small_pool": "small", "large_pool": "small"}
+    cfg = GatewayConfig.model_validate({"pools": [{**POOL, "aliases": ["s1"]}], "router": one_pool_router})
     assert cfg.model_names() == {"auto": "", "small": "small", "m": "small", "s1": "small"}
 
 
@@ -34,6 +35,21 @@ def test_config_rejects_typos_and_bad_default_pool() -> None:
         GatewayConfig.model_validate({"pools": [POOL], "router": {"default_pool": "nope"}})
     with pytest.raises(ValidationError):
         GatewayConfig.model_validate({"pools": [POOL, POOL]})
+
+
+LARGE = {"name": "large", "engine": {"model": "m2"}}
+
+
+@pytest.mark.parametrize("field", ["small_pool", "large_pool", "default_pool"])
+def test_router_pools_must_exist_when_router_is_on(field: str) -> None:
+    """A classifier target that names no pool would be a 500 at request time: reject it at load."""
+    GatewayConfig.model_validate({"pools": [POOL, LARGE]})  # the defaults name existing pools
+    with pytest.raises(ValidationError, match=rf"router\.{field} .nope. is not a pool"):
+        GatewayConfig.model_validate({"pools": [POOL, LARGE], "router": {field: "nope"}})
+    with pytest.raises(ValidationError, match=r"router\.large_pool .large."):
+        GatewayConfig.model_validate({"pools": [POOL]})  # router on by default, no large pool
+    # with the router off only explicit model names are served: nothing to check
+    GatewayConfig.model_validate({"pools": [POOL], "router": {"enabled": False, field: "nope"}})
 
 
 def test_tenant_with_auth_off_and_on(monkeypatch: pytest.MonkeyPatch) -> None:
