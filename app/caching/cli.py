@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -15,38 +16,67 @@ from rich.table import Table
 cache_app = typer.Typer(no_args_is_help=True)
 console = Console()
 URL = typer.Option("http://127.0.0.1:8000", help="Gateway base URL.")
-ADMIN = typer.Option(None, help="Admin key (default: $LLMGW_ADMIN_KEY).")
+ADMIN_ENV = "LLMGW_ADMIN_KEY"
+DEFAULT_ADMIN_KEY_FILE = Path(".cache/admin_key")
+ADMIN = typer.Option(None, help=f"File holding the admin key (default: ${ADMIN_ENV}, else {DEFAULT_ADMIN_KEY_FILE} "
+                     "if present).")
+# The old plaintext flag (visible in `ps` and shell history): hidden, and refused with a pointer.
+ADMIN_PLAIN = typer.Option(None, "--admin-key", hidden=True)
 
 
-def _headers(admin_key: str | None) -> dict[str, str]:
-    key = admin_key or os.environ.get("LLMGW_ADMIN_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
+def read_admin_key(key_file: Path | None, env: Mapping[str, str] = os.environ,
+                   default_file: Path = DEFAULT_ADMIN_KEY_FILE) -> str | None:
+    """The admin key from ``key_file``, else ``$LLMGW_ADMIN_KEY``, else ``default_file`` if it exists."""
+    if key_file is None and env.get(ADMIN_ENV):
+        return env[ADMIN_ENV]
+    path = key_file or (default_file if default_file.is_file() else None)
+    if path is None:
+        return None
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read the admin key file {path}: {exc.strerror}") from exc
+    if not key:
+        raise typer.BadParameter(f"the admin key file {path} is empty")
+    return key
 
 
-def _call(method: str, url: str, admin_key: str | None, **kw) -> None:
-    resp = httpx.request(method, url, headers=_headers(admin_key), timeout=30, **kw)
+def _refuse_plaintext(admin_key: str | None) -> None:
+    if admin_key is not None:
+        raise typer.BadParameter(f"--admin-key is removed (the key would show in `ps` and shell history): "
+                                 f"set ${ADMIN_ENV} or pass --admin-key-file", param_hint="--admin-key")
+
+
+def _call(method: str, url: str, key_file: Path | None, plaintext: str | None, **kw) -> None:
+    _refuse_plaintext(plaintext)
+    key = read_admin_key(key_file)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    resp = httpx.request(method, url, headers=headers, timeout=30, **kw)
     console.print_json(json.dumps(resp.json()))
     if resp.status_code >= 400:
         raise typer.Exit(1)
 
 
 @cache_app.command()
-def stats(url: str = URL, tenant: str = typer.Option(None), admin_key: str = ADMIN) -> None:
+def stats(url: str = URL, tenant: str = typer.Option(None), admin_key_file: Path = ADMIN,
+          admin_key: str = ADMIN_PLAIN) -> None:
     """Entries, bytes, hits/misses by layer, Redis state."""
-    _call("GET", f"{url}/admin/cache/stats", admin_key, params={"tenant": tenant} if tenant else None)
+    _call("GET", f"{url}/admin/cache/stats", admin_key_file, admin_key,
+          params={"tenant": tenant} if tenant else None)
 
 
 @cache_app.command()
 def invalidate(url: str = URL, tenant: str = typer.Option(...), prefix: str = typer.Option(None),
-               admin_key: str = ADMIN) -> None:
+               admin_key_file: Path = ADMIN, admin_key: str = ADMIN_PLAIN) -> None:
     """Drop a tenant's entries (optionally only prompts starting with PREFIX)."""
-    _call("POST", f"{url}/admin/cache/invalidate", admin_key, json={"tenant": tenant, "prefix": prefix})
+    _call("POST", f"{url}/admin/cache/invalidate", admin_key_file, admin_key,
+          json={"tenant": tenant, "prefix": prefix})
 
 
 @cache_app.command()
-def flush(url: str = URL, admin_key: str = ADMIN) -> None:
+def flush(url: str = URL, admin_key_file: Path = ADMIN, admin_key: str = ADMIN_PLAIN) -> None:
     """Drop every entry (memory and Redis)."""
-    _call("POST", f"{url}/admin/cache/flush", admin_key)
+    _call("POST", f"{url}/admin/cache/flush", admin_key_file, admin_key)
 
 
 @cache_app.command("eval")
