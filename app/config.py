@@ -7,6 +7,7 @@ resources, autoscaling), never in shape.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.caching.settings import CacheConfig
 from app.observability.settings import ObservabilityConfig
 from app.resilience.settings import FallbackConfig
+
+REDIS_URL_ENV = "LLMGW_REDIS__URL"
 
 
 class _Strict(BaseModel):
@@ -94,6 +97,16 @@ class IngressConfig(_Strict):
     request_timeout_s: float = 120.0
 
 
+class RedisConfig(_Strict):
+    """The one Redis every store uses (``cache.redis_url`` defaults to it).
+
+    Env ``LLMGW_REDIS__URL`` overrides ``url`` in :func:`load_config`, so on a cluster the URL (with its
+    password) comes from a Kubernetes Secret, never from the Serve config.
+    """
+
+    url: str | None = None
+
+
 class GatewayConfig(_Strict):
     """The whole application graph."""
 
@@ -104,6 +117,7 @@ class GatewayConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
 
     @model_validator(mode="after")
     def _check_names(self) -> GatewayConfig:
@@ -116,6 +130,12 @@ class GatewayConfig(_Strict):
             for field in ("default_pool", "small_pool", "large_pool"):
                 if (value := getattr(self.router, field)) not in names:
                     raise ValueError(f"router.{field} {value!r} is not a pool ({names})")
+        return self
+
+    @model_validator(mode="after")
+    def _inherit_redis(self) -> GatewayConfig:
+        if self.redis.url and not self.cache.redis_url:
+            self.cache.redis_url = self.redis.url
         return self
 
     def pool(self, name: str) -> PoolConfig:
@@ -155,6 +175,8 @@ def load_config(args: dict[str, Any] | str | Path | None = None, base_dir: Path 
             return load_config(data, base_dir=path.parent)
     else:
         data = args
+    if redis_url := os.environ.get(REDIS_URL_ENV):
+        data = {**data, "redis": {**(data.get("redis") or {}), "url": redis_url}}
     cfg = GatewayConfig.model_validate(data)
     for pool in cfg.pools:
         model = Path(pool.engine.model)
