@@ -36,18 +36,83 @@ class ResponseCache:
             self.redis = RedisDurability(cfg.redis_url, cfg.key_prefix, cfg.redis_timeout_s, cfg.redis_retry_s)
         self.counters: Counter[str] = Counter()
         self.tenant_counters: dict[str, Counter[str]] = {}
+        self.rebuild_status: dict[str, Any] = {"state": "idle" if self.redis is not None else "none", "loaded": 0}
+        self._rebuild_task: asyncio.Task | None = None
+        self._rebuild_filters: list[tuple[str | None, str | None]] | None = None  # invalidations during a rebuild
 
     # ---- lifecycle -------------------------------------------------------------------------
-    async def rebuild(self) -> int:
-        """Load live entries from Redis into memory and the index (after a restart)."""
+    def start_rebuild(self) -> asyncio.Task | None:
+        """Rebuild from Redis in the background (retrying while Redis is down); lookups and stores go on
+        meanwhile, answering from what is loaded so far (a miss for the rest). Needs a running loop."""
+        if self.redis is not None and self._rebuild_task is None:
+            self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_until_done())
+        return self._rebuild_task
+
+    async def _rebuild_until_done(self) -> int:
+        while True:
+            try:
+                return await self.rebuild()
+            except Exception as exc:  # Redis down or failing midway: keep serving, try again later
+                self.rebuild_status["state"] = "retrying"
+                logger.warning("cache rebuild failed (%s); retrying in %.1f s", type(exc).__name__,
+                               self.cfg.redis_retry_s)
+                await asyncio.sleep(self.cfg.redis_retry_s)
+
+    async def rebuild(self, batch: int = 500) -> int:
+        """Load live entries from Redis into memory and the index (after a restart), one SCAN page at a
+        time, yielding to lookups and stores between pages. Entries already in memory (stored meanwhile
+        or loaded by an earlier attempt) are kept; invalidations made meanwhile also apply to the rest.
+        Raises if Redis fails midway (what was loaded stays). Returns the number of entries loaded."""
         if self.redis is None:
             return 0
-        now = time.time()
-        entries = sorted((e for e in await self.redis.load_all() if not e.expired(now)), key=lambda e: e.id)
-        for entry in entries:
-            self._insert(entry)
-        logger.info("cache rebuilt %d entries from redis", len(entries))
-        return len(entries)
+        started = time.perf_counter()
+        self.rebuild_status.update(state="running", loaded=0)
+        self._rebuild_filters = []
+        loaded = 0
+        try:
+            async for page in self.redis.iter_entries(batch):
+                loaded += await self._insert_rebuilt(page)
+                self.rebuild_status["loaded"] = loaded
+                await asyncio.sleep(0)
+        finally:
+            self._rebuild_filters = None
+        seconds = round(time.perf_counter() - started, 3)
+        self.rebuild_status.update(state="done", loaded=loaded, seconds=seconds)
+        logger.info("cache rebuilt %d entries from redis in %.1f s", loaded, seconds)
+        return loaded
+
+    async def _insert_rebuilt(self, page: list[Entry]) -> int:
+        now, stale, keep = time.time(), [], []
+        for entry in page:
+            if entry.id in self.store.entries:
+                continue
+            held = self.store.entries.get(self.store.by_exact.get(entry.exact, -1))  # same prompt: newer wins
+            if (entry.expired(now) or self._invalidated_meanwhile(entry)
+                    or (held is not None and held.response.created >= entry.response.created)):
+                stale.append(entry.id)
+            else:
+                keep.append(entry)
+        adds: dict[int, Entry] = {}
+        for entry in keep:
+            for old in self.store.put(entry):
+                stale.append(old.id)
+                if adds.pop(old.id, None) is None:
+                    self.index.remove(old.context, old.id)
+            if entry.embedding is not None:
+                adds[entry.id] = entry
+        by_context: dict[str, list[Entry]] = {}
+        for entry in adds.values():
+            by_context.setdefault(entry.context, []).append(entry)
+        for context, entries in by_context.items():  # one usearch call per context
+            self.index.add_many(context, np.array([e.id for e in entries], dtype=np.uint64),
+                                np.stack([e.embedding for e in entries]))
+        if stale and self.redis is not None:
+            await self.redis.delete(stale)
+        return len(keep)
+
+    def _invalidated_meanwhile(self, entry: Entry) -> bool:
+        return any(tenant is None or (entry.tenant == tenant and (prefix is None or entry.question.startswith(prefix)))
+                   for tenant, prefix in self._rebuild_filters or ())
 
     def _insert(self, entry: Entry) -> list[Entry]:
         evicted = self.store.put(entry)
@@ -118,16 +183,16 @@ class ResponseCache:
             await self._drop(expired)
         return found
 
-    async def stale_lookup(self, q: CacheQuery, min_similarity: float | None = None) -> CacheHit | None:
-        """Best match below the normal gate, unverified; for the fallback chain's degraded answer."""
+    async def stale_lookup(self, q: CacheQuery, min_similarity: float) -> CacheHit | None:
+        """Best match below the normal gate, unverified, similarity >= ``min_similarity``
+        (``fallback.stale_min_similarity``, the one setting); for the fallback chain's degraded answer."""
         entry = self.store.get_exact(exact_key(q))
         if entry is not None:
             self._count(q.tenant, "hit_stale")
             return CacheHit(entry.response, "stale", 1.0)
         if q.embedding is None:
             return None
-        floor = self.cfg.stale_min_similarity if min_similarity is None else min_similarity
-        candidates = await self._candidates(q, floor, time.time(), k=1)
+        candidates = await self._candidates(q, min_similarity, time.time(), k=1)
         if not candidates:
             return None
         entry, sim = candidates[0]
@@ -160,12 +225,16 @@ class ResponseCache:
     async def invalidate(self, tenant: str, prefix: str | None = None) -> int:
         """Drop a tenant's entries (optionally only those whose prompt starts with ``prefix``)."""
         norm = normalize(prefix) if prefix else None
+        if self._rebuild_filters is not None:  # entries still in Redis, not loaded yet, are dropped on load
+            self._rebuild_filters.append((tenant, norm))
         victims = [e for e in self.store.entries.values()
                    if e.tenant == tenant and (norm is None or e.question.startswith(norm))]
         await self._drop(victims)
         return len(victims)
 
     async def flush(self) -> int:
+        if self._rebuild_filters is not None:
+            self._rebuild_filters.append((None, None))
         victims = list(self.store.entries.values())
         await self._drop(victims)
         self.index.clear()
@@ -186,5 +255,6 @@ class ResponseCache:
                        redis_configured=self.redis is not None,
                        redis_up=None if self.redis is None else self.redis.up,
                        redis_errors=0 if self.redis is None else self.redis.errors,
-                       redis_pending=0 if self.redis is None else len(self.redis.pending_writes))
+                       redis_pending=0 if self.redis is None else len(self.redis.pending_writes),
+                       rebuild=dict(self.rebuild_status))
         return out

@@ -21,12 +21,11 @@ class CacheConfig(BaseModel):
     # `llmgw cache train-verifier --cross-encoder`
     verifier: Literal["ensemble", "mlp", "cross-encoder"] = "ensemble"
     verifier_threshold: float | None = None  # None: the artifact's threshold
-    stale_min_similarity: float = 0.6  # fallback chain: best match below the normal gate
     max_temperature: float = 0.7  # above this, answers are meant to vary: bypass
     ttl_seconds: int = 3600
     max_entries: int = 100_000
     max_bytes: int = 512 * 1024 * 1024
-    eviction: Literal["lru"] = "lru"
+    # eviction is LRU (by max_entries / max_bytes); the stale-answer floor is fallback.stale_min_similarity
     redis_timeout_s: float = 0.2
     redis_retry_s: float = 2.0  # after a Redis failure, try again after this long
     ray_actor_options: dict = Field(default_factory=lambda: {"num_cpus": 0.25})

@@ -99,8 +99,11 @@ def test_semantic_hit_needs_similarity_and_verifier() -> None:
         await rejecting.store_response(q("How do I reset my password?", emb=base), resp("x"))
         assert await rejecting.lookup(q("How can I reset my password?", emb=near)) is None
         assert rejecting.stats()["verifier_rejected"] == 1
-        stale = await rejecting.stale_lookup(q("How can I reset my password?", emb=near))
+        stale = await rejecting.stale_lookup(q("How can I reset my password?", emb=near), 0.6)
         assert stale is not None and stale.layer == "stale"
+        # the floor is the caller's (fallback.stale_min_similarity): above the match's similarity, no answer
+        above = stale.similarity + 1e-3
+        assert await rejecting.stale_lookup(q("How can I reset my password?", emb=near), above) is None
 
     run(go())
 
