@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from typing import Any
 
 from ray import serve
@@ -30,39 +30,37 @@ class CacheDeployment:
             if hasattr(verifier, "warm_up"):
                 verifier.warm_up()  # before the replica takes traffic: a cold first lookup would time out
         self.cache = ResponseCache(cfg, verifier=verifier)
-        self._rebuilt = False
-        self._lock = asyncio.Lock()
+        self._start_rebuild()
 
-    async def _ready(self) -> None:
-        if not self._rebuilt:
-            async with self._lock:
-                if not self._rebuilt:
-                    await self.cache.rebuild()
-                    self._rebuilt = True
+    def _start_rebuild(self) -> None:
+        """Rebuild from Redis in the background: every call below answers at once meanwhile (lookups
+        from what is loaded so far, else a miss), none waits for the rebuild."""
+        with contextlib.suppress(RuntimeError):  # constructed outside the event loop: the first call starts it
+            self.cache.start_rebuild()
 
     async def lookup(self, q: CacheQuery, carrier: dict[str, str] | None = None) -> CacheHit | None:
         with start_span("cache.lookup", carrier=carrier, attributes={"tenant": q.tenant}) as span:
-            await self._ready()
+            self._start_rebuild()
             hit = await self.cache.lookup(q)
             set_attributes(span, cache=f"hit-{hit.layer}" if hit is not None else "miss")
             return hit
 
     async def store(self, q: CacheQuery, r: CachedResponse, ttl_seconds: int | None = None) -> None:
-        await self._ready()
+        self._start_rebuild()
         await self.cache.store_response(q, r, ttl_seconds)
 
-    async def stale_lookup(self, q: CacheQuery, min_similarity: float | None = None) -> CacheHit | None:
-        await self._ready()
+    async def stale_lookup(self, q: CacheQuery, min_similarity: float) -> CacheHit | None:
+        self._start_rebuild()
         return await self.cache.stale_lookup(q, min_similarity)
 
     async def stats(self, tenant: str | None = None) -> dict[str, Any]:
-        await self._ready()
+        self._start_rebuild()
         return self.cache.stats(tenant)
 
     async def invalidate(self, tenant: str, prefix: str | None = None) -> int:
-        await self._ready()
+        self._start_rebuild()
         return await self.cache.invalidate(tenant, prefix)
 
     async def flush(self) -> int:
-        await self._ready()
+        self._start_rebuild()
         return await self.cache.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from app.caching.entries import Entry
 
@@ -97,26 +97,45 @@ class RedisDurability:
         if not await self._run(op):
             self.pending_deletes.update(ids)
 
-    async def load_all(self, batch: int = 500) -> list[Entry]:
-        """Every live entry under the prefix (used to rebuild the index after a restart)."""
-        entries: list[Entry] = []
+    async def iter_entries(self, batch: int = 500) -> AsyncIterator[list[Entry]]:
+        """Every live entry under the prefix, one list per SCAN page (to rebuild the index after a
+        restart without holding the caller: it may serve between pages). SCAN may repeat a key.
+        Raises (after counting the failure) when Redis fails midway."""
         try:
             keys: list[bytes] = []
             async for key in self.client.scan_iter(match=f"{self.prefix}:e:*", count=batch):
                 keys.append(key)
-            for start in range(0, len(keys), batch):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for key in keys[start : start + batch]:
-                        pipe.hgetall(key)
-                    rows = await pipe.execute()
-                for fields in rows:
-                    if fields:
-                        try:
-                            entries.append(Entry.from_redis(fields))
-                        except (KeyError, ValueError, TypeError) as exc:
-                            logger.warning("skipping unreadable cache entry: %s", exc)
+                if len(keys) >= batch:
+                    yield await self._read(keys)
+                    keys = []
+            if keys:
+                yield await self._read(keys)
         except Exception as exc:
             self._failed(exc)
+            raise
+
+    async def _read(self, keys: list[bytes]) -> list[Entry]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            rows = await pipe.execute()
+        entries: list[Entry] = []
+        for fields in rows:
+            if fields:  # expired between SCAN and HGETALL
+                try:
+                    entries.append(Entry.from_redis(fields))
+                except (KeyError, ValueError, TypeError) as exc:
+                    logger.warning("skipping unreadable cache entry: %s", exc)
+        return entries
+
+    async def load_all(self, batch: int = 500) -> list[Entry]:
+        """Every live entry under the prefix in one list (what Redis had until a failure)."""
+        entries: list[Entry] = []
+        try:
+            async for page in self.iter_entries(batch):
+                entries.extend(page)
+        except Exception:
+            pass  # counted by iter_entries
         return entries
 
     async def close(self) -> None:
