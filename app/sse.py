@@ -30,6 +30,7 @@ async def sse_stream(
     rest: AsyncIterator[GenerationChunk],
     include_usage: bool,
     on_done: Callable[[GenerationChunk, str], None] | None = None,
+    usage_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield SSE bytes; a failure after the first chunk ends with an error event and ``[DONE]``."""
     created = int(time.time())
@@ -61,6 +62,8 @@ async def sse_stream(
     if include_usage:
         final = (chat_chunk if chat else completion_chunk)(rid, created, model, None, None)
         final["usage"] = usage(last.prompt_tokens, last.completion_tokens)
+        if usage_extra is not None:
+            final["usage"].update(usage_extra())
         yield event(final)
     yield DONE
     if on_done is not None:

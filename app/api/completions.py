@@ -1,0 +1,46 @@
+"""``POST /v1/chat/completions`` and ``POST /v1/completions``: read the body, run the pipeline, render."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from app.api.render import sse_body, unary_payload
+from app.errors import GatewayError
+from app.http_body import check_content_length, parse_json_object
+from app.observability.tracing import SpanKind, start_span, trace_headers, trace_id_hex
+from app.pipeline.context import Endpoint, RequestContext
+from app.pipeline.pipeline import Pipeline, as_gateway_error
+
+
+def error_json(err: GatewayError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(err.to_dict(), status_code=err.status_code, headers={**(headers or {}), **err.headers})
+
+
+async def read_json_body(request: Request, max_bytes: int) -> dict:
+    check_content_length(request.headers.get("content-length"), max_bytes)
+    return parse_json_object(await request.body(), max_bytes)
+
+
+async def complete(pipeline: Pipeline, request: Request, endpoint: Endpoint, max_body_bytes: int) -> Response:
+    """One trace per request: an incoming ``traceparent`` is honoured and ``x-llmgw-trace-id`` returned."""
+    attributes = {"http.route": request.url.path}
+    with start_span("ingress", carrier=request.headers, kind=SpanKind.SERVER, attributes=attributes) as span:
+        ctx = RequestContext(endpoint=endpoint, path=request.url.path, headers=request.headers)
+        ctx.trace_id = trace_id_hex()
+        tracing = trace_headers(span)
+        try:
+            ctx.body = await read_json_body(request, max_body_bytes)
+            answer = await pipeline.run(ctx)
+            headers = {**ctx.response_headers, **tracing}
+            if ctx.stream:
+                return StreamingResponse(sse_body(ctx, answer), media_type="text/event-stream", headers=headers)
+            payload = await unary_payload(ctx, answer)
+        except Exception as exc:  # a GatewayError (or a Ray-wrapped one, or a bug): OpenAI's error shape
+            err = as_gateway_error(exc)
+            await pipeline.reject(ctx, err)  # no-op when the pipeline already finished this request
+            return error_json(err, {**ctx.response_headers, **tracing})
+        headers = {**ctx.response_headers, **tracing}
+        if ctx.cost_usd is not None:
+            headers["x-llmgw-cost-usd"] = f"{ctx.cost_usd:.8f}"
+        return JSONResponse(payload, headers=headers)

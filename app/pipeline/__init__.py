@@ -1,0 +1,1 @@
+"""The ingress request path as ordered stages (see ``pipeline.py`` and the README's stage table)."""

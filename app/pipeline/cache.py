@@ -1,0 +1,92 @@
+"""Stage ``cache``: exact or verified semantic hit -> the answer (replayed as chunks); a miss registers
+the store of the answer once it has completed (read-your-writes within this ingress replica).
+
+A cache failure is a miss, never an error. Streams from the cache look like generated ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from app.caching.entries import CachedResponse, CacheHit
+from app.caching.keys import CacheQuery, context_key
+from app.generation import GenerationChunk
+from app.observability import metrics
+from app.pending_writes import PendingWrites
+from app.pipeline.backends import CacheClient
+from app.pipeline.context import Answer, RequestContext
+from app.sse import replay, split_text
+
+logger = logging.getLogger(__name__)
+
+
+def cache_query(ctx: RequestContext) -> CacheQuery:
+    gen = ctx.gen
+    return CacheQuery(
+        tenant=gen.tenant, model=gen.model, system_prompt=gen.system_prompt(), messages=gen.messages or [],
+        prompt=gen.prompt, sampling=gen.sampling.as_dict(), prompt_version=ctx.prompt_version,
+        embedding=None if ctx.decision is None else ctx.decision.embedding,
+    )
+
+
+def hit_answer(hit: CacheHit) -> Answer:
+    r = hit.response
+    pieces = split_text(r.text)
+    final = GenerationChunk("", r.finish_reason, r.prompt_tokens, r.completion_tokens, r.model)
+    first = GenerationChunk(pieces[0], None, r.prompt_tokens, 0, r.model)
+    return Answer(first, replay(first, pieces[1:], final), path="cache", source="cache")
+
+
+class Cache:
+    name = "cache"
+
+    def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0) -> None:
+        self.client = client
+        self.timeout = lookup_timeout_s
+        self.pending = PendingWrites()  # stores sent after the answer, awaited by lookups of the same context
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.cache_status != "pending":
+            return
+        query = cache_query(ctx)
+        ctx.cache_query = query
+        hit = await self._lookup(query)
+        metrics.observe_cache("hit" if hit is not None else "miss", hit.layer if hit is not None else None)
+        if hit is not None:
+            ctx.cache_status = f"hit-{hit.layer}"
+            ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
+            ctx.response_headers["x-llmgw-model"] = hit.response.model
+            ctx.answer = hit_answer(hit)
+            return
+        ctx.cache_status = "miss"
+        ctx.on_finish(self._store_when_done)
+
+    async def _lookup(self, query: CacheQuery) -> CacheHit | None:
+        try:
+            await self.pending.wait(context_key(query))  # this replica's own stores in flight land first
+            return await asyncio.wait_for(self.client.lookup(query), self.timeout)
+        except Exception as exc:  # a cache failure is a miss, never an error
+            logger.warning("cache lookup failed: %s", type(exc).__name__)
+            return None
+
+    async def _store_when_done(self, ctx: RequestContext) -> None:
+        last, answer = ctx.final, ctx.answer
+        if (ctx.error is not None or ctx.aborted or last is None or answer is None or answer.source != "generated"
+                or not ctx.text or last.finish_reason not in ("stop", "length")
+                or ctx.extras.get("no_store")):
+            return
+        query = ctx.cache_query
+        response = CachedResponse(ctx.text, last.finish_reason, last.prompt_tokens, last.completion_tokens,
+                                  last.model, time.time())
+        self.pending.schedule(context_key(query), lambda: self._store(query, response))()
+
+    async def _store(self, query: CacheQuery, response: CachedResponse) -> None:
+        try:
+            await self.client.store(query, response)
+        except Exception as exc:
+            logger.warning("cache store failed: %s", type(exc).__name__)
+
+    async def wait_pending(self) -> None:
+        await self.pending.wait()
