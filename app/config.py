@@ -15,7 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.caching.settings import CacheConfig
+from app.evaluation.settings import EvaluationConfig
 from app.observability.settings import ObservabilityConfig
+from app.prompts.settings import PromptsConfig
 from app.resilience.settings import FallbackConfig
 
 REDIS_URL_ENV = "LLMGW_REDIS__URL"
@@ -118,6 +120,8 @@ class GatewayConfig(_Strict):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @model_validator(mode="after")
     def _check_names(self) -> GatewayConfig:

@@ -71,6 +71,14 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
+class ConflictError(GatewayError):
+    """The request conflicts with the current state (e.g. deleting a version a label points to)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
 class MethodNotAllowedError(GatewayError):
     status_code = 405
     error_type = "invalid_request_error"

@@ -1,0 +1,1 @@
+"""Evaluation: deterministic checks, LLM-as-judge, regression suites and online scoring."""

@@ -1,0 +1,1 @@
+"""Prompt registry: versioned templates with labels, rendering, A/B experiments and shadow runs."""

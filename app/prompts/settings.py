@@ -1,0 +1,26 @@
+"""Prompt registry, experiment and shadow settings (``GatewayConfig.prompts``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShadowConfig(_Strict):
+    """Background runs of a candidate on a sampled share of traffic (see docs/prompts.md)."""
+
+    max_concurrency: int = Field(4, ge=1)  # shadow runs in flight per replica; beyond it a sample is skipped
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class PromptsConfig(_Strict):
+    """Where prompts live and how fast replicas see a change."""
+
+    enabled: bool = True
+    key_prefix: str = "llmgw:prompts"  # Redis keys (the top-level ``redis.url``); in memory when no Redis
+    refresh_s: float = Field(0.25, gt=0, le=1.0)  # a replica re-checks the change counter this often
+    default_label: str = "production"  # used when a prompt_ref names neither a version nor a label
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
