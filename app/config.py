@@ -7,7 +7,6 @@ resources, autoscaling), never in shape.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,8 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.caching.settings import CacheConfig
+from app.config_env import apply_env_overrides
 from app.evaluation.settings import EvaluationConfig
 from app.observability.settings import ObservabilityConfig
+from app.policy.settings import PolicyConfig
 from app.prompts.settings import PromptsConfig
 from app.resilience.settings import FallbackConfig
 
@@ -122,6 +123,7 @@ class GatewayConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     @model_validator(mode="after")
     def _check_names(self) -> GatewayConfig:
@@ -134,6 +136,13 @@ class GatewayConfig(_Strict):
             for field in ("default_pool", "small_pool", "large_pool"):
                 if (value := getattr(self.router, field)) not in names:
                     raise ValueError(f"router.{field} {value!r} is not a pool ({names})")
+        return self
+
+    @model_validator(mode="after")
+    def _policy_store_shared(self) -> GatewayConfig:
+        if self.ingress.num_replicas > 1 and not self.redis.url:
+            raise ValueError("ingress.num_replicas > 1 needs redis.url: in-memory keys, limits and spend would "
+                             "be per replica (limit x replicas)")
         return self
 
     @model_validator(mode="after")
@@ -179,8 +188,7 @@ def load_config(args: dict[str, Any] | str | Path | None = None, base_dir: Path 
             return load_config(data, base_dir=path.parent)
     else:
         data = args
-    if redis_url := os.environ.get(REDIS_URL_ENV):
-        data = {**data, "redis": {**(data.get("redis") or {}), "url": redis_url}}
+    data = apply_env_overrides(data)  # LLMGW_<SECTION>__<FIELD> (LLMGW_REDIS__URL...), LLMGW_AUTH
     cfg = GatewayConfig.model_validate(data)
     for pool in cfg.pools:
         model = Path(pool.engine.model)

@@ -1,76 +1,57 @@
-"""THE price table: USD per 1M input/output tokens for every model the gateway can answer with.
+"""Cost of a call, from THE price table (app/policy/prices.py).
 
-External providers use list prices. Local pools have no per-token bill, so their price is the GPU
-cost amortised over the throughput the pool sustains (:func:`amortised_price`); override either
-with ``ObservabilityConfig.prices`` via :func:`configure_prices`.
+The process's table is the built-in one (provider list prices, the ``small``/``large`` pools)
+until the policy layer installs the configured table with :func:`use_table` (every served name,
+alias and pool GPU cost, free models). ``cost_usd`` keeps its signature for every caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from app.policy.prices import (
+    DEFAULT_POOL_PRICES,
+    LIST_PRICES,
+    Price,
+    PriceTable,
+    amortised_price,
+)
+
+__all__ = ["DEFAULT_PRICES", "Price", "amortised_price", "configure_prices", "cost_usd", "current_table",
+           "is_priced", "price_for", "use_table"]
+
+DEFAULT_PRICES: dict[str, Price] = {**LIST_PRICES, **DEFAULT_POOL_PRICES, "cache": Price(0.0, 0.0)}
+_table = PriceTable(DEFAULT_PRICES)
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    input_per_mtok: float
-    output_per_mtok: float
+def use_table(table: PriceTable) -> None:
+    """Install the configured price table for this process."""
+    global _table
+    _table = table
 
 
-def amortised_price(gpu_usd_per_hour: float, input_tok_per_s: float, output_tok_per_s: float) -> Price:
-    """Price of a self-hosted pool: the GPU's hourly cost spread over the tokens it processes per hour.
-
-    Prefill (input) is far cheaper per token than decode (output), hence two throughputs.
-    """
-    per_hour = 3600.0 / 1e6
-    return Price(gpu_usd_per_hour / (input_tok_per_s * per_hour), gpu_usd_per_hour / (output_tok_per_s * per_hour))
-
-
-DEFAULT_PRICES: dict[str, Price] = {
-    # External providers (list prices, USD per 1M tokens).
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "claude-3-5-haiku": Price(0.80, 4.00),
-    "claude-3-5-sonnet": Price(3.00, 15.00),
-    "claude-3-haiku": Price(0.25, 1.25),
-    # Local pools: small model on one L4 ($0.80/h), large AWQ model on one L40S ($1.90/h); throughputs
-    # are what vLLM sustains at the pools' target concurrency.
-    "small": amortised_price(0.80, input_tok_per_s=40_000, output_tok_per_s=2_500),
-    "large": amortised_price(1.90, input_tok_per_s=12_000, output_tok_per_s=700),
-    "tiny-small": amortised_price(0.80, input_tok_per_s=40_000, output_tok_per_s=2_500),
-    "tiny-large": amortised_price(1.90, input_tok_per_s=12_000, output_tok_per_s=700),
-    # Cache answers cost nothing to generate.
-    "cache": Price(0.0, 0.0),
-}
-
-_prices: dict[str, Price] = dict(DEFAULT_PRICES)
+def current_table() -> PriceTable:
+    return _table
 
 
 def configure_prices(overrides: Mapping[str, tuple[float, float] | Price]) -> None:
-    """Replace/add prices for this process (defaults stay for other models)."""
-    _prices.clear()
-    _prices.update(DEFAULT_PRICES)
+    """The built-in table plus ``overrides`` (``observability.prices``-style), for this process."""
+    prices = dict(DEFAULT_PRICES)
     for model, price in overrides.items():
-        _prices[model] = price if isinstance(price, Price) else Price(float(price[0]), float(price[1]))
+        prices[model] = price if isinstance(price, Price) else Price(float(price[0]), float(price[1]))
+    use_table(PriceTable(prices))
 
 
 def price_for(model: str) -> Price | None:
     """Exact name, else the longest known prefix (``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``)."""
-    if model in _prices:
-        return _prices[model]
-    best = max((name for name in _prices if model.startswith(name)), key=len, default=None)
-    return _prices[best] if best else None
+    return _table.price(model)
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD cost of one call; 0.0 for unknown models (see ``is_priced``)."""
-    price = price_for(model)
-    if price is None:
-        return 0.0
-    return (prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok) / 1e6
+    """USD cost of one call; 0.0 for unpriced models (admission refuses those, see ``is_priced``)."""
+    cost = _table.cost(model, prompt_tokens, completion_tokens)
+    return 0.0 if cost is None else cost
 
 
 def is_priced(model: str) -> bool:
-    return price_for(model) is not None
+    return _table.price(model) is not None
