@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.api.render import sse_body, unary_payload
 from app.errors import GatewayError
 from app.http_body import check_content_length, parse_json_object
-from app.observability.tracing import SpanKind, start_span, trace_headers, trace_id_hex
+from app.observability.tracing import SpanKind, set_attributes, start_span, trace_headers, trace_id_hex
 from app.pipeline.context import Endpoint, RequestContext
 from app.pipeline.pipeline import Pipeline, as_gateway_error
 
@@ -31,7 +31,11 @@ async def complete(pipeline: Pipeline, request: Request, endpoint: Endpoint, max
         tracing = trace_headers(span)
         try:
             ctx.body = await read_json_body(request, max_body_bytes)
-            answer = await pipeline.run(ctx)
+            try:
+                answer = await pipeline.run(ctx)
+            finally:
+                set_attributes(span, tenant=ctx.tenant, model=ctx.model or None, route=ctx.pool or None,
+                               path=ctx.response_headers.get("x-llmgw-path"), cache=ctx.cache_status)
             headers = {**ctx.response_headers, **tracing}
             if ctx.stream:
                 return StreamingResponse(sse_body(ctx, answer), media_type="text/event-stream", headers=headers)

@@ -17,7 +17,6 @@ from app.config import GatewayConfig
 from app.errors import UpstreamError
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
-from app.observability.tracing import set_attributes
 from app.pipeline.backends import CacheClient, PoolClient, ProviderClient
 from app.pipeline.context import Answer, RequestContext
 from app.resilience.breaker import BreakerRegistry
@@ -88,6 +87,5 @@ class Generate:
             ctx.cache_status = "stale"
             ctx.response_headers["x-llmgw-degraded"] = "stale-cache"
         ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
-        set_attributes(path=result.path, cache=ctx.cache_status)
         source = "stale_cache" if result.degraded else "generated"
         ctx.answer = Answer(result.first, result.rest, result.path, source, result.cancel)

@@ -103,6 +103,7 @@ class Pipeline:
                 async for chunk in answer.rest:
                     parts.append(chunk.text)
                     ctx.final = chunk
+                    yield chunk
             completed = True
         except GeneratorExit:
             ctx.aborted = True

@@ -16,7 +16,6 @@ from app.config import GatewayConfig
 from app.errors import PermissionDeniedError
 from app.memo import LRUMemo
 from app.observability import metrics
-from app.observability.tracing import set_attributes
 from app.pipeline.backends import RouterClient
 from app.pipeline.build_request import effective_temperature, generation_request
 from app.pipeline.context import Candidate, Principal, RequestContext
@@ -97,7 +96,6 @@ class Route:
             metrics.observe_route(pool, ctx.route_reason)
         ctx.candidates = self.candidates(pool, ctx.principal)
         ctx.response_headers.update(route_headers(decision, pool, self.config.pool(pool).engine.name))
-        set_attributes(tenant=ctx.tenant, model=parsed.model, route=pool)
 
     async def _analyze(self, ctx: RequestContext, pool: str, need_embedding: bool
                        ) -> tuple[str, RouteDecision | None]:

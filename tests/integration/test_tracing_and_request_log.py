@@ -33,10 +33,13 @@ def test_cache_miss_then_hit_traces(client) -> None:
             "messages": [{"role": "user", "content": f"trace me {uuid.uuid4().hex[:6]}"}]}
     miss = client.post("/v1/chat/completions", json=body, headers={"traceparent": parent, "x-llmgw-tenant": "tr"})
     assert miss.status_code == 200 and miss.headers["x-llmgw-trace-id"] == trace_id
-    spans = _trace(trace_id, {"ingress", "policy", "router.analyze", "cache.lookup", "generate", "pool.generate"})
+    spans = _trace(trace_id, {"ingress", "route", "router.analyze", "cache", "cache.lookup", "generate",
+                              "pool.generate"})
     tree = span_tree(spans)
     assert tree[""] == ["ingress"]
-    assert {"policy", "router.analyze", "cache.lookup", "generate"} <= set(tree["ingress"])
+    # one span per pipeline stage under the request's span
+    assert sorted(tree["ingress"]) == sorted(["parse", "authenticate", "route", "tokens", "cache", "generate"])
+    assert tree["route"] == ["router.analyze"] and tree["cache"] == ["cache.lookup"]
     assert tree["generate"] == ["pool.generate"]
     assert len({s["pid"] for s in spans}) >= 3  # ingress, router, cache and pool are separate processes
     ingress = next(s for s in spans if s["name"] == "ingress")
