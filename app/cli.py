@@ -117,6 +117,7 @@ _mount_optional("app.caching.cli", "cache_app", "cache", "Cache quality eval, st
 _mount_optional("app.observability.cli", "canary_app", "canary", "Run canary requests against a gateway.")
 _mount_optional("app.loadtest_cli", "loadtest_app", "loadtest", "Run a locust scenario headless.")
 _mount_optional("quantize.cli", "quantize", "quantize", "AWQ 4-bit weight-only quantization of a local checkpoint.")
+_mount_optional("app.deploy.cli", "config_app", "config", "Render Serve / KubeRay / launcher files (cluster/).")
 
 
 def main() -> None:
