@@ -14,6 +14,7 @@ import numpy as np
 from app.caching.entries import CachedResponse, CacheHit, Entry, LRUStore
 from app.caching.index import ScopedIndex
 from app.caching.keys import CacheQuery, context_key, exact_key, normalize, scope_key
+from app.caching.protection import EntryProtector
 from app.caching.settings import CacheConfig
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,13 @@ class ResponseCache:
             from app.caching.verifier import PairVerifier
 
             self.verifier = PairVerifier.load()
+        self.protector = EntryProtector(cfg.protection, cfg.encryption_key_env)  # raises on a missing key
         self.redis = None
         if cfg.redis_url:
             from app.caching.redis_store import RedisDurability
 
-            self.redis = RedisDurability(cfg.redis_url, cfg.key_prefix, cfg.redis_timeout_s, cfg.redis_retry_s)
+            self.redis = RedisDurability(cfg.redis_url, cfg.key_prefix, cfg.redis_timeout_s, cfg.redis_retry_s,
+                                         self.protector)
         self.counters: Counter[str] = Counter()
         self.tenant_counters: dict[str, Counter[str]] = {}
         self.rebuild_status: dict[str, Any] = {"state": "idle" if self.redis is not None else "none", "loaded": 0}
@@ -201,6 +204,9 @@ class ResponseCache:
 
     # ---- writes ----------------------------------------------------------------------------
     async def store_response(self, q: CacheQuery, r: CachedResponse, ttl_seconds: int | None = None) -> None:
+        if not self.protector.admits(q.tenant, q.last_user_text(), r.text):
+            self._count(q.tenant, "not_stored_pii")  # the tenant's protection is "redact"
+            return
         ttl = ttl_seconds or self.cfg.ttl_seconds
         entry = Entry(
             id=random.getrandbits(62),
@@ -246,7 +252,7 @@ class ResponseCache:
         out: dict[str, Any] = {
             "entries": len(self.store) if tenant is None else sum(1 for e in entries if e.tenant == tenant),
             **{k: counters.get(k, 0) for k in ("hit_exact", "hit_semantic", "hit_stale", "miss",
-                                               "verifier_rejected", "stores", "expired")},
+                                               "verifier_rejected", "stores", "expired", "not_stored_pii")},
         }
         lookups = out["hit_exact"] + out["hit_semantic"] + out["miss"]
         out["hit_rate"] = round((out["hit_exact"] + out["hit_semantic"]) / lookups, 4) if lookups else 0.0

@@ -11,18 +11,23 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 from app.caching.entries import Entry
+from app.caching.protection import EntryProtector
 
 logger = logging.getLogger(__name__)
 
 
 class RedisDurability:
-    def __init__(self, url: str, prefix: str, timeout_s: float = 0.2, retry_s: float = 2.0) -> None:
+    def __init__(self, url: str, prefix: str, timeout_s: float = 0.2, retry_s: float = 2.0,
+                 protector: EntryProtector | None = None) -> None:
         import redis.asyncio as aioredis
 
+        self.protector = protector
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
         self.prefix = prefix
+        self.url, self.timeout_s = url, timeout_s
+        self._bulk = None  # the rebuild's client, made on first use
         self.retry_s = retry_s
         self.down_until = 0.0
         self.errors = 0
@@ -71,7 +76,10 @@ class RedisDurability:
 
     def _queue_write(self, pipe, entry: Entry) -> None:
         ttl_ms = max(int((entry.expires_at - time.time()) * 1000), 1)
-        pipe.hset(self.key(entry.id), mapping=entry.to_redis())
+        fields = entry.to_redis()
+        if self.protector is not None:
+            fields = self.protector.seal(self.key(entry.id), entry.tenant, fields)
+        pipe.hset(self.key(entry.id), mapping=fields)
         pipe.pexpire(self.key(entry.id), ttl_ms)
 
     async def write(self, entry: Entry) -> None:
@@ -97,32 +105,45 @@ class RedisDurability:
         if not await self._run(op):
             self.pending_deletes.update(ids)
 
+    def _bulk_client(self):
+        """A client of its own for the rebuild's bulk reads: a page of entries may take longer than the
+        serving timeout on a loaded machine, and a slow rebuild must not mark Redis down for writes."""
+        if self._bulk is None:
+            import redis.asyncio as aioredis
+
+            self._bulk = aioredis.Redis.from_url(self.url, socket_timeout=max(self.timeout_s, 5.0),
+                                                 socket_connect_timeout=self.timeout_s, retry_on_timeout=False)
+        return self._bulk
+
     async def iter_entries(self, batch: int = 500) -> AsyncIterator[list[Entry]]:
         """Every live entry under the prefix, one list per SCAN page (to rebuild the index after a
         restart without holding the caller: it may serve between pages). SCAN may repeat a key.
-        Raises (after counting the failure) when Redis fails midway."""
+        Raises (after counting the error) when Redis fails midway."""
+        client = self._bulk_client()
         try:
             keys: list[bytes] = []
-            async for key in self.client.scan_iter(match=f"{self.prefix}:e:*", count=batch):
+            async for key in client.scan_iter(match=f"{self.prefix}:e:*", count=batch):
                 keys.append(key)
                 if len(keys) >= batch:
-                    yield await self._read(keys)
+                    yield await self._read(client, keys)
                     keys = []
             if keys:
-                yield await self._read(keys)
-        except Exception as exc:
-            self._failed(exc)
+                yield await self._read(client, keys)
+        except Exception:
+            self.errors += 1
             raise
 
-    async def _read(self, keys: list[bytes]) -> list[Entry]:
-        async with self.client.pipeline(transaction=False) as pipe:
+    async def _read(self, client, keys: list[bytes]) -> list[Entry]:
+        async with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
             rows = await pipe.execute()
         entries: list[Entry] = []
-        for fields in rows:
+        for key, fields in zip(keys, rows, strict=True):
             if fields:  # expired between SCAN and HGETALL
                 try:
+                    if self.protector is not None:
+                        fields = self.protector.open(key, fields)
                     entries.append(Entry.from_redis(fields))
                 except (KeyError, ValueError, TypeError) as exc:
                     logger.warning("skipping unreadable cache entry: %s", exc)
@@ -140,3 +161,5 @@ class RedisDurability:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._bulk is not None:
+            await self._bulk.aclose()

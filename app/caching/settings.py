@@ -26,6 +26,10 @@ class CacheConfig(BaseModel):
     max_entries: int = 100_000
     max_bytes: int = 512 * 1024 * 1024
     # eviction is LRU (by max_entries / max_bytes); the stale-answer floor is fallback.stale_min_similarity
+    # Entries at rest in Redis, per tenant ("*": every tenant not listed): none | encrypt (AES-256-GCM,
+    # key = base64 of 32 bytes in $encryption_key_env) | redact (entries with PII are not cached).
+    protection: dict[str, Literal["none", "encrypt", "redact"]] = Field(default_factory=dict)
+    encryption_key_env: str = "LLMGW_CACHE_ENCRYPTION_KEY"
     redis_timeout_s: float = 0.2
     redis_retry_s: float = 2.0  # after a Redis failure, try again after this long
     ray_actor_options: dict = Field(default_factory=lambda: {"num_cpus": 0.25})
