@@ -72,6 +72,18 @@ CANARY_LATENCY = Histogram("llmgw_canary_latency_seconds", "Canary request laten
                            buckets=LATENCY_BUCKETS, **_R)
 REQUEST_LOG_DROPPED = Counter("llmgw_request_log_dropped", "Request log records dropped (queue full or sink error).",
                               ["sink"], **_R)
+# Prompt registry, experiments, evaluation (docs/prompts.md). "prompt" is the prompt name, "version" its number.
+PROMPT_REQUESTS = Counter("llmgw_prompt_requests", "Requests rendered from a registry prompt, by version, "
+                          "experiment variant and status.", ["prompt", "version", "variant", "status"], **_R)
+EVAL_SCORE = Histogram("llmgw_eval_score", "LLM-judge scores (0..1) of answers by prompt version, route, variant and "
+                       "source (online, shadow, served).", ["prompt", "version", "route", "variant", "source"],
+                       buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), **_R)
+EVAL_RUNS = Counter("llmgw_eval_runs", "Judge runs by source and outcome (scored, failed, skipped_busy).",
+                    ["source", "outcome"], **_R)
+SHADOW_RUNS = Counter("llmgw_shadow_runs", "Shadow runs by experiment and outcome (ok, error, timeout, "
+                      "skipped_busy, skipped_budget).", ["experiment", "outcome"], **_R)
+SHADOW_COST = Counter("llmgw_shadow_cost_usd", "Cost of shadow runs (their own budget, not the tenant's).",
+                      ["experiment"], **_R)
 
 
 def observe_request(*, endpoint: str, route: str, model: str, status: int, latency_s: float, stream: bool,

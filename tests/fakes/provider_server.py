@@ -23,6 +23,10 @@ class FakeProvider:
     words: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake", " provider", "."])
     requests: list[dict[str, Any]] = field(default_factory=list)
     modes_queue: list[str] = field(default_factory=list)  # consumed one per request before `mode`
+    # LLM-as-judge requests (their system message carries app.evaluation.judge.MARKER) get a judge JSON:
+    # every criterion named on the rubric's "CRITERIA:" line scored `judge_score`, or `judge_reply` verbatim.
+    judge_score: int = 4
+    judge_reply: str | None = None
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -91,15 +95,26 @@ class FakeProvider:
             await writer.drain()
             await asyncio.sleep(0.005)
 
+    def _judge_words(self, body: dict) -> list[str] | None:
+        text = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [])
+        if "LLMGW-JUDGE-RUBRIC-V1" not in text:
+            return None
+        if self.judge_reply is not None:
+            return [self.judge_reply]
+        line = next((ln for ln in text.splitlines() if ln.startswith("CRITERIA:")), "CRITERIA:")
+        criteria = [c.strip() for c in line.removeprefix("CRITERIA:").split(",") if c.strip()]
+        return [json.dumps({"scores": {c: self.judge_score for c in criteria}, "reasoning": "fake judge"})]
+
     def _openai_events(self, body: dict) -> list[str]:
         model = body.get("model", "fake")
         out = []
-        for i, w in enumerate(self.words):
-            last = i == len(self.words) - 1
+        words = self._judge_words(body) or self.words
+        for i, w in enumerate(words):
+            last = i == len(words) - 1
             chunk = {"id": "f", "object": "chat.completion.chunk", "model": model,
                      "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": "stop" if last else None}]}
             out.append(f"data: {json.dumps(chunk)}\n\n")
-        usage = {"prompt_tokens": 11, "completion_tokens": len(self.words), "total_tokens": 11 + len(self.words)}
+        usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
         out.append(f"data: {json.dumps({'id': 'f', 'choices': [], 'usage': usage})}\n\n")
         out.append("data: [DONE]\n\n")
         return out
