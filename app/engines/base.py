@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from app.generation import GenerationChunk, GenerationRequest
+from app.generation import GenerationChunk, GenerationRequest, merge_chunks
 
 
 class Engine(Protocol):
@@ -26,29 +27,17 @@ class Engine(Protocol):
 
 
 async def collect(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
-    """Fold a chunk stream into one chunk holding the whole text and the final counts."""
-    parts: list[str] = []
-    last = GenerationChunk()
-    async for chunk in chunks:
-        parts.append(chunk.text)
-        last = chunk
-    return GenerationChunk(
-        text="".join(parts),
-        finish_reason=last.finish_reason,
-        prompt_tokens=last.prompt_tokens,
-        completion_tokens=last.completion_tokens,
-        model=last.model,
-    )
+    """Fold a chunk stream into one chunk holding the whole text (tool calls, logprobs) and the final counts."""
+    parts = [chunk async for chunk in chunks]
+    if not parts:
+        return GenerationChunk()
+    whole = merge_chunks(parts)
+    return whole if len(parts) > 1 else dataclasses.replace(whole)
 
 
 def merge(chunks: list[GenerationChunk]) -> GenerationChunk:
-    """One chunk carrying the concatenated text of ``chunks`` and the state of the last one."""
-    last = chunks[-1]
-    if len(chunks) == 1:
-        return last
-    return GenerationChunk(
-        "".join(c.text for c in chunks), last.finish_reason, last.prompt_tokens, last.completion_tokens, last.model
-    )
+    """One chunk: the joined text, tool-call deltas and logprobs of ``chunks``, the state of the last."""
+    return merge_chunks(chunks)
 
 
 async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> AsyncIterator[GenerationChunk]:

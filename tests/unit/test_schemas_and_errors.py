@@ -16,11 +16,17 @@ def test_chat_request_normalises_content_parts_and_stop() -> None:
             "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
             "stop": "x",
             "max_completion_tokens": 7,
-            "unknown_field": 1,
         }
     )
     assert req.messages[0].text() == "ab"
     assert req.stop_list() == ["x"] and req.effective_max_tokens() == 7
+
+
+def test_unknown_top_level_field_is_refused_by_name() -> None:
+    with pytest.raises(GatewayError) as info:
+        ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "a"}],
+                                              "unknown_field": 1})
+    assert info.value.param == "unknown_field" and info.value.code == "unknown_parameter"
 
 
 @pytest.mark.parametrize(
