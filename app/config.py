@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.batch.settings import BatchConfig
 from app.caching.settings import CacheConfig
 from app.config_env import apply_env_overrides
 from app.evaluation.settings import EvaluationConfig
@@ -124,6 +125,7 @@ class GatewayConfig(_Strict):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @model_validator(mode="after")
     def _check_names(self) -> GatewayConfig:

@@ -72,6 +72,16 @@ CANARY_LATENCY = Histogram("llmgw_canary_latency_seconds", "Canary request laten
                            buckets=LATENCY_BUCKETS, **_R)
 REQUEST_LOG_DROPPED = Counter("llmgw_request_log_dropped", "Request log records dropped (queue full or sink error).",
                               ["sink"], **_R)
+BATCH_QUEUE_DEPTH = Gauge("llmgw_batch_queue_depth", "Batch lane entries not yet acknowledged, per lane.",
+                          ["lane"], multiprocess_mode="livemax", **_R)
+BATCH_OLDEST_AGE = Gauge("llmgw_batch_oldest_item_age_seconds", "Age of the oldest unacknowledged entry per lane.",
+                         ["lane"], multiprocess_mode="livemax", **_R)
+BATCH_ITEMS = Counter("llmgw_batch_items", "Batch lane items finished, by lane and outcome (rate() = items/s).",
+                      ["lane", "outcome"], **_R)
+BATCH_IN_FLIGHT = Gauge("llmgw_batch_in_flight", "Batch lane requests in flight per pool.", ["pool"],
+                        multiprocess_mode="livesum", **_R)
+BATCH_LIMIT = Gauge("llmgw_batch_pool_limit", "Batch lane concurrency the capacity gate allows per pool now.",
+                    ["pool"], multiprocess_mode="livesum", **_R)
 # Prompt registry, experiments, evaluation (docs/prompts.md). "prompt" is the prompt name, "version" its number.
 PROMPT_REQUESTS = Counter("llmgw_prompt_requests", "Requests rendered from a registry prompt, by version, "
                           "experiment variant and status.", ["prompt", "version", "variant", "status"], **_R)

@@ -1,0 +1,115 @@
+"""Batch workers: a Serve deployment of their own that drains the batch lane's Redis streams.
+
+Each replica runs one :class:`app.batch.worker.BatchWorker` (consumer name unique per replica start)
+and executes lines through the same pipeline as the ingress, on the same pool/router/cache/fallback
+handles. The capacity gate polls each pool's ``stats()`` so batch work only uses spare capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from app.batch.execute import pipeline_executor
+from app.batch.gate import CapacityGate, PoolGate
+from app.batch.service import redis_url_of
+from app.batch.store import BatchStore, connect
+from app.batch.worker import BatchWorker
+from app.config import GatewayConfig
+from app.observability.request_log import RequestLogger
+from app.observability.tracing import setup_tracing
+from app.pipeline.build import build_pipeline
+from app.resilience.breaker import BreakerRegistry
+from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle
+
+logger = logging.getLogger("ray.serve")
+
+
+def make_webhook_sender(cfg: GatewayConfig) -> Any:
+    """The product's one webhook sender (app/webhooks/sender.py), or None while it is not there."""
+    try:
+        from app.webhooks import sender as module
+    except ImportError:
+        return None
+    factory = getattr(module, "from_config", None) or getattr(module, "WebhookSender", None)
+    try:
+        return factory(cfg) if factory is not None else None
+    except Exception as exc:
+        logger.warning("webhook sender unavailable (%s)", type(exc).__name__)
+        return None
+
+
+@serve.deployment
+class BatchWorkers:
+    async def __init__(self, config: dict[str, Any], pools: dict[str, DeploymentHandle], router: DeploymentHandle,
+                       cache: DeploymentHandle | None = None, fallback: DeploymentHandle | None = None) -> None:
+        cfg = GatewayConfig.model_validate(config)
+        self.cfg = cfg
+        self.pools = pools
+        setup_tracing(cfg.observability.tracing)
+        pipeline = build_pipeline(
+            cfg, router=RouterHandle(router), cache=CacheHandle(cache) if cache is not None else None,
+            pools=PoolHandles(pools), providers=ProviderHandle(fallback) if fallback is not None else None,
+            breakers=BreakerRegistry(cfg.fallback.breaker),
+            request_log=RequestLogger(cfg.observability.request_log),
+        )
+        b = cfg.batch
+        self.gates = {p.name: PoolGate(p.name, p.max_ongoing_requests, p.engine.max_num_seqs, b.pool_share,
+                                       b.busy_share, b.backoff_queue_depth) for p in cfg.pools}
+        names = cfg.model_names()
+
+        def pool_for(body: Any) -> str | None:
+            model = body.get("model") if isinstance(body, dict) else None
+            pool = names.get(model) if isinstance(model, str) else None
+            return (pool or cfg.router.default_pool) if pool is not None else None
+
+        self.consumer = f"batch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        store = BatchStore(connect(redis_url_of(cfg)), b)
+        self.worker = BatchWorker(store, pipeline_executor(pipeline, cfg.auth.tenant_header), consumer=self.consumer,
+                                  gate=CapacityGate(self.gates), pool_for=pool_for, sender=make_webhook_sender(cfg))
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.worker.run()), loop.create_task(self._poll_pools())]
+
+    async def _poll_pools(self) -> None:
+        """Feed the capacity gate: each pool's engine load (real-time + batch) every ``stats_interval_s``."""
+        while True:
+            for name, handle in self.pools.items():
+                try:
+                    stats = await asyncio.wait_for(handle.stats.remote(), 2.0)
+                    await self.gates[name].observe(int(stats.get("running", 0)))
+                except Exception:
+                    await self.gates[name].observe(10**6)  # pool unreachable: no batch work for it
+            await asyncio.sleep(self.cfg.batch.stats_interval_s)
+
+    async def status(self) -> dict[str, Any]:
+        return {"consumer": self.consumer, "held": len(self.worker.held),
+                "gates": {n: {"limit": g.limit, "in_flight": g.in_flight, "cap": g.cap} for n, g in self.gates.items()}}
+
+    async def check_health(self) -> None:
+        for task in self._tasks:
+            if task.done():
+                raise RuntimeError(f"batch worker loop ended: {task.exception()!r}")
+
+    def __del__(self) -> None:
+        for task in getattr(self, "_tasks", []):
+            with contextlib.suppress(Exception):
+                task.cancel()
+
+
+def _batch_app(cfg: GatewayConfig, pools: dict[str, Application], router: Application,
+               cache: Application | None, fallback: Application | None) -> Application | None:
+    """The batch deployment bound to the same handles as the ingress (None: lane off or no redis.url)."""
+    if not cfg.batch.enabled or not redis_url_of(cfg):
+        return None
+    return BatchWorkers.options(
+        num_replicas=cfg.batch.num_replicas, ray_actor_options=cfg.batch.ray_actor_options,
+        max_ongoing_requests=16, health_check_period_s=10,
+    ).bind(cfg.model_dump(), pools, router, cache, fallback)
