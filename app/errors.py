@@ -101,6 +101,14 @@ class RateLimitError(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class InsufficientQuotaError(GatewayError):
+    """A spend budget is used up (429, OpenAI's ``insufficient_quota``); sent with ``x-should-retry: false``."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class UpstreamError(GatewayError):
     """An upstream (pool or provider) failed; retryable unless ``retryable`` is False."""
 

@@ -59,6 +59,11 @@ FALLBACK = Counter("llmgw_fallback_path", "Where answers came from: pool:<name>,
 BREAKER = Gauge("llmgw_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open); worst replica.",
                 ["target"], multiprocess_mode="livemax", **_R)
 RATE_LIMITED = Counter("llmgw_rate_limit_rejections", "Requests rejected by rate limits.", ["tenant", "limit"], **_R)
+POLICY_STORE_DOWN = Counter("llmgw_policy_store_unavailable", "Policy checks that found Redis unreachable, by "
+                            "limit and the fail mode applied (open: admitted, closed: 503).", ["limit", "mode"], **_R)
+BUDGET_ALERTS = Counter("llmgw_budget_alerts", "Budget thresholds crossed (once per period each).",
+                        ["tenant", "owner", "period", "threshold"], **_R)
+COST_SAVED = Counter("llmgw_cost_saved_usd", "What cache hits would have cost (USD).", ["model", "tenant"], **_R)
 GUARDRAIL = Counter("llmgw_guardrail_rejections", "Requests/responses blocked by guardrails.",
                     ["guardrail", "stage"], **_R)
 POOL_ONGOING = Gauge("llmgw_pool_ongoing_requests", "Requests in flight per pool (sum of replicas).", ["pool"],

@@ -75,7 +75,7 @@ class Experiments:
         await self.store.kv_set(f"xa:{ns}:{spec.prompt}", spec.name)
         await self.store.set_add(f"xs:{ns}", spec.name)
         await self.store.bump()
-        self.registry._invalidate()
+        self.registry.invalidate()
         self._active.clear()
         return exp
 
@@ -93,7 +93,7 @@ class Experiments:
             if await self.store.kv_get(f"xa:{exp.namespace}:{exp.prompt}") == name:
                 await self.store.kv_delete(f"xa:{exp.namespace}:{exp.prompt}")
             await self.store.bump()
-            self.registry._invalidate()
+            self.registry.invalidate()
             self._active.clear()
         return exp
 
@@ -117,8 +117,8 @@ class Experiments:
     # ---- hot path ------------------------------------------------------------------------------
     async def active(self, ns: str, prompt: str) -> Experiment | None:
         """The running experiment of ``prompt`` in namespace ``ns`` (cached; changes seen within refresh_s)."""
-        await self.registry._refresh()
-        known = self.registry._known_gen
+        await self.registry.refresh()
+        known = self.registry.known_generation
         cached = self._active.get((ns, prompt))
         if cached is not None and cached[0] >= known:
             return cached[1]

@@ -44,7 +44,12 @@ class PromptRegistry:
         self._versions: dict[tuple[str, str, int], PromptVersion] = {}
 
     # ---- reads -----------------------------------------------------------------------------------
-    async def _refresh(self) -> None:
+    @property
+    def known_generation(self) -> int:
+        """The newest change counter this replica has seen (cache entries older than it are refetched)."""
+        return self._known_gen
+
+    async def refresh(self) -> None:
         now = time.monotonic()
         if now - self._checked_at < self.cfg.refresh_s:
             return
@@ -52,7 +57,7 @@ class PromptRegistry:
         self._known_gen = max(self._known_gen, await self.store.generation())
 
     async def _state(self, ns: str, name: str) -> PromptState:
-        await self._refresh()
+        await self.refresh()
         st = self._states.get((ns, name))
         if st is None or st.generation < self._known_gen:
             st = await self.store.state(ns, name)
@@ -60,7 +65,7 @@ class PromptRegistry:
             self._states[(ns, name)] = st
         return st
 
-    async def _find(self, tenant: str, name: str) -> tuple[str, PromptState]:
+    async def find(self, tenant: str, name: str) -> tuple[str, PromptState]:
         """The namespace holding ``name`` for ``tenant`` (own first, then global) and its state."""
         check_name(name)
         for ns in dict.fromkeys((namespace(tenant), GLOBAL)):
@@ -87,10 +92,10 @@ class PromptRegistry:
     async def resolve(self, tenant: str, name: str, version: int | None = None,
                       label: str | None = None) -> PromptVersion:
         """The version a reference names (``label`` defaults to ``cfg.default_label``); 404 if absent."""
-        ns, st = await self._find(tenant, name)
-        return await self._resolve_in(ns, name, st, version, label)
+        ns, st = await self.find(tenant, name)
+        return await self.resolve_in(ns, name, st, version, label)
 
-    async def _resolve_in(self, ns: str, name: str, st: PromptState, version: int | None,
+    async def resolve_in(self, ns: str, name: str, st: PromptState, version: int | None,
                           label: str | None) -> PromptVersion:
         if version is not None:
             if version not in st.versions:
@@ -129,7 +134,7 @@ class PromptRegistry:
     async def get_version(self, tenant: str | None, name: str, version: int | None = None,
                           label: str | None = None) -> PromptVersion:
         ns, st = await self._find_exact(tenant, name)
-        return await self._resolve_in(ns, name, st, version, label)
+        return await self.resolve_in(ns, name, st, version, label)
 
     async def diff(self, tenant: str | None, name: str, a: int, b: int) -> str:
         """A unified diff of two versions' templates (as YAML-like JSON, one field per line)."""
@@ -165,7 +170,7 @@ class PromptRegistry:
         await self._event(ns, name, "create", author, version=pv.version, note=note)
         for label in labels or []:
             await self.set_label(tenant, name, label, pv.version, by=author)
-        self._invalidate()
+        self.invalidate()
         return pv
 
     async def set_label(self, tenant: str | None, name: str, label: str, version: Any, *, by: str = "") -> dict:
@@ -177,7 +182,7 @@ class PromptRegistry:
             raise NotFoundError(f"Version {version} of prompt '{name}' not found.", param="version",
                                 code="prompt_version_not_found")
         await self._event(ns, name, "label", by, label=label, version=version, previous=previous or None)
-        self._invalidate()
+        self.invalidate()
         return {"name": name, "namespace": ns, "label": label, "version": version, "previous": previous or None}
 
     async def promote(self, tenant: str | None, name: str, version: Any, *, label: str | None = None,
@@ -197,7 +202,7 @@ class PromptRegistry:
             raise ConflictError(f"Label '{label}' of prompt '{name}' has no earlier version to roll back to.",
                                 param="label")
         await self._event(ns, name, "rollback", by, label=label, version=result, previous=st.labels.get(label))
-        self._invalidate()
+        self.invalidate()
         return {"name": name, "namespace": ns, "label": label, "version": result, "previous": st.labels.get(label)}
 
     async def delete_label(self, tenant: str | None, name: str, label: str, *, by: str = "") -> dict:
@@ -207,7 +212,7 @@ class PromptRegistry:
             raise NotFoundError(f"Label '{label}' of prompt '{name}' not found.", param="label",
                                 code="prompt_label_not_found")
         await self._event(ns, name, "delete_label", by, label=label)
-        self._invalidate()
+        self.invalidate()
         return {"name": name, "namespace": ns, "label": label, "deleted": True}
 
     async def delete_version(self, tenant: str | None, name: str, version: Any, *, by: str = "") -> dict:
@@ -222,14 +227,14 @@ class PromptRegistry:
             raise ConflictError(f"Version {version} of prompt '{name}' is labelled {', '.join(result)}: move or "
                                 "delete the label(s) first.", param="version", code="version_labelled")
         await self._event(ns, name, "delete_version", by, version=version)
-        self._invalidate()
+        self.invalidate()
         return {"name": name, "namespace": ns, "version": version, "deleted": True}
 
     async def _event(self, ns: str, name: str, kind: str, by: str, **data: Any) -> None:
         event = {"event": kind, "at": time.time(), "by": by, **data}
         await self.store.log_event(ns, name, json.dumps(event, ensure_ascii=False))
 
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
         """This replica sees its own change at once (others within refresh_s)."""
         self._checked_at = float("-inf")
         self._states.clear()
