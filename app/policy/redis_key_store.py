@@ -1,7 +1,7 @@
 """Key records in Redis: ``<p>:key:<id>`` (JSON), ``<p>:keyhash:<hash>`` -> id, ``<p>:keys`` (ids).
 
 Updates are optimistic transactions (WATCH/MULTI), so concurrent admin calls never lose a change.
-The previous hash's index entry expires at the end of its overlap (the record check is exact anyway).
+The previous hash stays indexed until the next rotate; ``KeyRecord.accepts`` ends its overlap exactly.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class RedisKeyStore:
                     for old in {current.key_hash, current.previous_hash} - {new.key_hash, new.previous_hash, None}:
                         pipe.delete(self._idx(old))
                     pipe.set(self._idx(new.key_hash), key_id)
-                    if new.previous_hash and new.previous_valid_until:
-                        pipe.set(self._idx(new.previous_hash), key_id, pxat=int(new.previous_valid_until * 1000) + 1)
+                    if new.previous_hash:  # stays indexed until the next rotate; the record's check is exact
+                        pipe.set(self._idx(new.previous_hash), key_id)
                     await pipe.execute()
                     return new
                 except WatchError:

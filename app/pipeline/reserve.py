@@ -1,0 +1,35 @@
+"""Stage ``reserve``: tokens per minute (prompt + effective max_tokens) and the worst-case spend.
+
+Runs after ``route`` and ``tokens`` (it needs ``ctx.candidates``, ``ctx.prompt_tokens`` and
+``ctx.max_tokens``). The spend is reserved at the highest-priced candidate, so a fallback can never
+overspend; candidates without a price are dropped (fail closed) and an unpriced routed model is a
+403 ``model_not_priced``. The hold is settled exactly once by the ``settle`` finisher.
+"""
+
+from __future__ import annotations
+
+from app.pipeline.authenticate import identity_of
+from app.pipeline.context import RequestContext
+from app.policy.service import PolicyService
+
+HOLD = "reserve"  # ctx.extras key of the Hold
+
+
+class Reserve:
+    name = "reserve"
+
+    def __init__(self, policy: PolicyService) -> None:
+        self.policy = policy
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        enforcer = self.policy.enforcer
+        billable = [c for c in ctx.candidates if c.kind != "stale_cache"]
+        priced = set(enforcer.priced([c.model for c in billable]))
+        ctx.candidates = [c for c in ctx.candidates if c.kind == "stale_cache" or c.model in priced]
+        models = list(dict.fromkeys(c.model for c in ctx.candidates if c.kind != "stale_cache"))
+        hold, headers = await enforcer.reserve(identity_of(ctx), ctx.request_id, ctx.prompt_tokens,
+                                               ctx.max_tokens, models)
+        ctx.extras[HOLD] = hold
+        ctx.reservations.append(hold)
+        ctx.price_version = enforcer.prices.version if enforcer.prices is not None else None
+        ctx.response_headers.update(headers)

@@ -1,0 +1,248 @@
+"""Enforcement: request and token rate limits, budget reservations and their settlement.
+
+``admit`` charges the requests-per-minute subjects (key, tenant); ``reserve`` the tokens-per-minute
+subjects (prompt + max_tokens) and the worst-case spend (at the highest-priced candidate) on the
+key's and tenant's day and month windows; ``settle`` books the actual usage, refunds the rest and
+raises budget alerts. Redis failures follow ``policy.fail_mode`` (never a 500).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from app.errors import InsufficientQuotaError, PermissionDeniedError, RateLimitError
+from app.observability import metrics
+from app.policy.ledger import (
+    Alert,
+    BudgetSubject,
+    Ledger,
+    MemoryLedger,
+    Reservation,
+    Usage,
+    to_nusd,
+)
+from app.policy.periods import Calendar
+from app.policy.prices import PriceTable
+from app.policy.ratelimit import (
+    MemoryRateLimiter,
+    RateLimiter,
+    Subject,
+    go_duration,
+    ratelimit_headers,
+    retry_after_headers,
+)
+from app.policy.store_guard import FailOpenLog, StoreUnavailable, guarded, unavailable
+
+if TYPE_CHECKING:
+    from app.policy.service import Identity, PolicyService
+
+logger = logging.getLogger("llmgw.policy")
+NO_RETRY = {"x-should-retry": "false"}
+DAY_TTL_S, MONTH_TTL_S = 40 * 86_400, 400 * 86_400
+
+
+@dataclass
+class Hold:
+    """What ``reserve`` took, given back to ``settle`` exactly once."""
+
+    tokens: list[Subject] = field(default_factory=list)  # tpm subjects charged (cost = reserved tokens)
+    reservation: Reservation | None = None
+    reserved_tokens: int = 0
+    worst_model: str = ""
+
+
+def _rate_error(kind: str, s: Subject, retry_ms: float, headers: dict[str, str]) -> RateLimitError:
+    owner = s.key.split(":", 1)[0]
+    unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+    err = RateLimitError(f"Rate limit reached for {unit} on this {owner}: limit {s.limit}. "
+                         f"Please try again in {go_duration(retry_ms)}.",
+                         headers={**headers, **retry_after_headers(retry_ms)})
+    err.error_type = kind
+    return err
+
+
+class Enforcer:
+    def __init__(self, service: PolicyService, prices: PriceTable | None = None,
+                 alert_sink: Callable[[Alert, Identity], Any] | None = None) -> None:
+        cfg = service.cfg
+        self.service, self.cfg = service, cfg
+        self.calendar = Calendar(cfg.timezone)
+        self.prices = prices
+        self.alert_sink = alert_sink  # e.g. the webhook sender (set by the owner; optional)
+        self.fail_log = FailOpenLog()
+        clock = service.clock
+        if service.redis is not None:
+            from app.policy.ledger_redis import RedisLedger
+            from app.policy.ratelimit import RedisRateLimiter
+
+            self.limiter: RateLimiter = RedisRateLimiter(service.redis, cfg.key_prefix)
+            self.ledger: Ledger = RedisLedger(service.redis, cfg.key_prefix, clock)
+        else:
+            self.limiter, self.ledger = MemoryRateLimiter(clock), MemoryLedger(clock)
+
+    async def _io(self, call):
+        return await guarded(call, self.cfg.redis_timeout_s)
+
+    def _fail(self, limit: str) -> None:
+        """Redis is away: raise 503 for a fail-closed limit, else note it and carry on."""
+        mode = getattr(self.cfg.fail_mode, limit)
+        self.fail_log.note(limit, mode, "unreachable")
+        if mode == "closed":
+            raise unavailable(limit)
+
+    # ---- requests per minute -------------------------------------------------------------
+    @staticmethod
+    def _subjects(who: Identity, kind: str, cost: int) -> list[Subject]:
+        field_name = "rpm" if kind == "requests" else "tpm"
+        out = []
+        if who.key is not None and (limit := getattr(who.key, field_name)):
+            out.append(Subject(f"key:{who.key.id}:{field_name}", kind, limit, cost))
+        if limit := getattr(who.tenant_record, field_name):
+            out.append(Subject(f"tenant:{who.tenant}:{field_name}", kind, limit, cost))
+        return out
+
+    async def admit(self, who: Identity) -> dict[str, str]:
+        """Charge one request; the ``x-ratelimit-*-requests`` headers, or a 429 ``requests``."""
+        subjects = self._subjects(who, "requests", 1)
+        if not subjects:
+            return {}
+        try:
+            result = await self._io(self.limiter.acquire(subjects))
+        except StoreUnavailable:
+            self._fail("requests")
+            return {}
+        headers = ratelimit_headers(result.states)
+        if not result.allowed:
+            metrics.RATE_LIMITED.labels(who.tenant, "requests").inc()
+            raise _rate_error("requests", result.blocked, result.retry_after_ms, headers)
+        return headers
+
+    # ---- tokens and budget ---------------------------------------------------------------
+    def priced(self, models: list[str]) -> list[str]:
+        """The candidates that have a price (fail closed: the others are never used); the first must be."""
+        table = self.prices
+        priced = [m for m in models if table is not None and table.price(m) is not None]
+        if models and (not priced or priced[0] != models[0]):
+            raise PermissionDeniedError(f"The model '{models[0]}' has no price in the gateway's price table; "
+                                        "the operator must price it or list it in policy.free_models.",
+                                        param="model", code="model_not_priced")
+        return priced
+
+    def _budget_subjects(self, who: Identity, now: float) -> list[BudgetSubject]:
+        day, month = self.calendar.day(now), self.calendar.month(now)
+        owners: list[tuple[str, str, Any]] = []
+        if who.key is not None:
+            owners.append(("key", f"key:{who.key.id}", who.key))
+        owners.append(("tenant", f"tenant:{who.tenant}", who.tenant_record))
+        out = []
+        for owner, prefix, record in owners:
+            for period, label, ttl, attr in (("day", day.label, DAY_TTL_S, "budget_daily_usd"),
+                                             ("month", month.label, MONTH_TTL_S, "budget_monthly_usd")):
+                usd = getattr(record, attr)
+                out.append(BudgetSubject(f"{prefix}:{period}:{label}", None if usd is None else to_nusd(usd),
+                                         ttl, owner, period))
+        return out
+
+    async def reserve(self, who: Identity, request_id: str, prompt_tokens: int, max_tokens: int,
+                      models: list[str]) -> tuple[Hold, dict[str, str]]:
+        """Reserve tokens (tpm) and the worst-case spend; ``models``: the candidates, routed one first."""
+        tokens = prompt_tokens + max_tokens
+        hold, headers = Hold(reserved_tokens=tokens), {}
+        tpm = self._subjects(who, "tokens", tokens)
+        for s in tpm:
+            if tokens > s.limit:  # could never fit: say so, and tell the SDK not to retry
+                metrics.RATE_LIMITED.labels(who.tenant, "tokens").inc()
+                owner = s.key.split(":", 1)[0]
+                err = RateLimitError(f"Request too large for the tokens per min (TPM) limit of this {owner}: "
+                                     f"limit {s.limit}, requested {tokens} ({prompt_tokens} prompt + "
+                                     f"{max_tokens} max_tokens). Reduce the prompt or max_tokens.",
+                                     code="request_too_large", headers=dict(NO_RETRY))
+                err.error_type = "tokens"
+                raise err
+        if tpm:
+            try:
+                result = await self._io(self.limiter.acquire(tpm))
+            except StoreUnavailable:
+                self._fail("tokens")
+            else:
+                headers = ratelimit_headers(result.states)
+                if not result.allowed:
+                    metrics.RATE_LIMITED.labels(who.tenant, "tokens").inc()
+                    raise _rate_error("tokens", result.blocked, result.retry_after_ms, headers)
+                hold.tokens = tpm
+        try:
+            hold.reservation, hold.worst_model = await self._reserve_budget(who, request_id, prompt_tokens,
+                                                                            max_tokens, models)
+        except BaseException:
+            await self.release_tokens(hold)
+            raise
+        return hold, headers
+
+    async def _reserve_budget(self, who: Identity, rid: str, prompt_tokens: int, max_tokens: int,
+                              models: list[str]) -> tuple[Reservation | None, str]:
+        table = self.prices
+        costs = [(table.cost(m, prompt_tokens, max_tokens) or 0.0, m) for m in models] if table else []
+        worst_usd, worst_model = max(costs, default=(0.0, ""))
+        amount = to_nusd(worst_usd)
+        subjects = self._budget_subjects(who, self.service.clock())
+        try:
+            check = await self._io(self.ledger.reserve(rid, amount, subjects, self.cfg.reservation_hold_s))
+        except StoreUnavailable:
+            self._fail("budget")
+            return None, worst_model
+        if not check.allowed:
+            b = check.blocked
+            metrics.RATE_LIMITED.labels(who.tenant, f"budget_{b.period}").inc()
+            raise InsufficientQuotaError(
+                f"The {b.period}ly budget of this {b.owner} is used up (${b.limit_nusd / 1e9:.4f}); it renews "
+                f"at the start of the next {b.period} ({self.cfg.timezone}).", headers=dict(NO_RETRY))
+        return Reservation(rid, amount, subjects), worst_model
+
+    async def release_tokens(self, hold: Hold, actual_tokens: int = 0) -> None:
+        delta = actual_tokens - hold.reserved_tokens
+        if not hold.tokens or delta == 0:
+            return
+        try:
+            await self._io(self.limiter.adjust([Subject(s.key, s.kind, s.limit, delta) for s in hold.tokens]))
+        except StoreUnavailable:
+            self.fail_log.note("tokens", "refund-lost", "unreachable")
+        hold.tokens = []
+
+    async def settle(self, who: Identity, hold: Hold, usage: Usage, tpm_tokens: int | None = None) -> list[Alert]:
+        """Book ``usage`` (and refund the rest of the hold); alerts crossed for the first time this period.
+
+        ``tpm_tokens``: what the tokens-per-minute limits keep (default the usage's tokens; 0 for a cache hit).
+        """
+        kept = usage.prompt_tokens + usage.completion_tokens if tpm_tokens is None else tpm_tokens
+        await self.release_tokens(hold, kept)
+        reservation, hold.reservation = hold.reservation, None
+        if reservation is None or reservation.settled:
+            return []
+        reservation.settled = True
+        try:
+            alerts = await self._io(self.ledger.settle(reservation, usage, self.cfg.alerts.thresholds))
+        except StoreUnavailable:
+            self.fail_log.note("budget", "settle-lost", "unreachable")
+            logger.error("policy store unavailable: spend of request %s (%d nano-USD) not booked",
+                         reservation.rid, usage.actual_nusd)
+            return []
+        for alert in alerts:
+            self._alert(alert, who)
+        return alerts
+
+    def _alert(self, alert: Alert, who: Identity) -> None:
+        s = alert.subject
+        metrics.BUDGET_ALERTS.labels(who.tenant, s.owner, s.period, f"{alert.threshold:g}").inc()
+        logger.warning("budget alert", extra={"event": "budget_alert", "tenant": who.tenant, "owner": s.owner,
+                                              "subject": s.key, "period": s.period, "threshold": alert.threshold,
+                                              "spent_usd": alert.spent_nusd / 1e9,
+                                              "budget_usd": (s.limit_nusd or 0) / 1e9})
+        if self.alert_sink is not None:
+            try:
+                self.alert_sink(alert, who)
+            except Exception as exc:  # an alert must never fail the request
+                logger.warning("budget alert sink failed: %s", type(exc).__name__)
+

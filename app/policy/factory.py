@@ -1,0 +1,99 @@
+"""Build the policy layer from a GatewayConfig: price table, Redis client, stores, alert webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+
+from app.config import GatewayConfig
+from app.observability import cost
+from app.policy.ledger import Alert
+from app.policy.prices import Price, PriceTable, amortised_price, build_price_table
+from app.policy.service import Identity, PolicyService
+
+logger = logging.getLogger("llmgw.policy")
+
+
+def price_table(config: GatewayConfig) -> PriceTable:
+    """Every served name and alias of every pool, providers' models, configured prices, free models."""
+    p = config.policy.prices
+    pools = [(pool.name, [pool.engine.name, *pool.aliases]) for pool in config.pools]
+    pool_prices = {name: amortised_price(v.gpu_usd_per_hour, v.input_tok_per_s, v.output_tok_per_s)
+                   for name, v in p.pools.items()}
+    models = {**config.observability.prices, **p.models}  # observability.prices: the older spelling
+    return build_price_table(pools, pool_prices=pool_prices, models=models, free_models=config.policy.free_models,
+                             include_list_prices=p.include_list_prices, version=p.version)
+
+
+def _check_durability_sync(url: str, refuse: bool) -> None:
+    import redis as redis_sync
+
+    from app.policy.store_guard import check_durability
+
+    client = redis_sync.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    class _Async:  # check_durability is written for the asyncio client: adapt the two calls
+        async def config_get(self, name: str):
+            return client.config_get(name)
+
+    try:
+        asyncio.run(check_durability(_Async(), refuse))
+    except redis_sync.exceptions.ConnectionError as exc:
+        logger.warning("policy store: Redis not reachable at start (%s); the fail modes apply until it is",
+                       type(exc).__name__)
+    finally:
+        client.close()
+
+
+def build_policy(config: GatewayConfig, *, redis=None, clock: Callable[[], float] | None = None,
+                 environ: Mapping[str, str] = os.environ, check_durability: bool = True) -> PolicyService:
+    """The PolicyService for ``config`` (Redis from ``redis.url`` unless a client is given)."""
+    url = config.redis.url
+    if redis is None and url:
+        from redis.asyncio import Redis
+
+        if check_durability:
+            _check_durability_sync(url, config.policy.durability == "refuse")
+        timeout = config.policy.redis_timeout_s
+        redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    kwargs = {"clock": clock} if clock is not None else {}
+    service = PolicyService(config.policy, auth_enabled=config.auth.enabled,
+                            tenant_header=config.auth.tenant_header, redis=redis, environ=environ, **kwargs)
+    table = price_table(config)
+    service.enforcer.prices = table
+    cost.use_table(table)  # cost_usd() callers (metrics, request log) price from the same table
+    alerts = config.policy.alerts
+    if alerts.webhook_url:
+        service.enforcer.alert_sink = webhook_alert_sink(config, environ)
+    if config.auth.tenant_key_envs:
+        logger.warning("auth.tenant_key_envs is ignored: keys live in the policy store (llmgw keys create)")
+    logger.info(service.describe())
+    return service
+
+
+def webhook_alert_sink(config: GatewayConfig, environ: Mapping[str, str]) -> Callable[[Alert, Identity], None]:
+    from app.webhooks.sender import WebhookSender
+
+    alerts = config.policy.alerts
+    sender = WebhookSender(config.policy.webhooks)
+    tasks: set[asyncio.Task] = set()
+
+    def sink(alert: Alert, who: Identity) -> None:
+        s = alert.subject
+        data = {"tenant": who.tenant, "owner": s.owner, "subject": s.key, "period": s.period,
+                "threshold": alert.threshold, "spent_usd": alert.spent_nusd / 1e9,
+                "budget_usd": (s.limit_nusd or 0) / 1e9}
+        event_id = "evt_" + hashlib.sha256(f"{s.key}|{alert.threshold:g}".encode()).hexdigest()[:24]
+        task = asyncio.get_running_loop().create_task(sender.send(
+            alerts.webhook_url, "budget.threshold_crossed", data, event_id=event_id,
+            secret=environ.get(alerts.webhook_secret_env)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return sink
+
+
+__all__ = ["Price", "build_policy", "price_table", "webhook_alert_sink"]
