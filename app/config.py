@@ -17,6 +17,7 @@ from app.batch.settings import BatchConfig
 from app.caching.settings import CacheConfig
 from app.config_env import apply_env_overrides
 from app.evaluation.settings import EvaluationConfig
+from app.guardrails.settings import GuardrailsConfig
 from app.observability.settings import ObservabilityConfig
 from app.policy.settings import PolicyConfig
 from app.prompts.settings import PromptsConfig
@@ -121,6 +122,7 @@ class GatewayConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

@@ -132,6 +132,27 @@ class ServiceUnavailableError(GatewayError):
     code = "service_unavailable"
 
 
+class ContentPolicyError(InvalidRequestError):
+    """A guardrail blocked the request; the message names the reason code (never the matched text)."""
+
+    code = "content_policy_violation"
+
+    def __init__(self, message: str, *, reason: str = "", **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+
+class GuardrailUnavailableError(ServiceUnavailableError):
+    """A guardrail scanner errored or timed out and fails closed (retry later)."""
+
+    code = "guardrail_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
+
+
 def find_gateway_error(exc: BaseException) -> GatewayError | None:
     """Find a GatewayError in ``exc`` or its cause chain (Ray wraps replica exceptions)."""
     seen: set[int] = set()

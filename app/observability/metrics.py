@@ -66,6 +66,8 @@ BUDGET_ALERTS = Counter("llmgw_budget_alerts", "Budget thresholds crossed (once 
 COST_SAVED = Counter("llmgw_cost_saved_usd", "What cache hits would have cost (USD).", ["model", "tenant"], **_R)
 GUARDRAIL = Counter("llmgw_guardrail_rejections", "Requests/responses blocked by guardrails.",
                     ["guardrail", "stage"], **_R)
+GUARDRAIL_TRIGGERS = Counter("llmgw_guardrail_triggers", "Guardrail decisions (block, flag, redact, allow, log).",
+                             ["stage", "rule", "action"], **_R)  # every decision; GUARDRAIL above counts blocks only
 POOL_ONGOING = Gauge("llmgw_pool_ongoing_requests", "Requests in flight per pool (sum of replicas).", ["pool"],
                      multiprocess_mode="livesum", **_R)
 POOL_QUEUE = Gauge("llmgw_pool_queue_depth", "Requests waiting in the engine queue per pool.", ["pool"],
