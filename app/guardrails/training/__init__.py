@@ -1,0 +1,1 @@
+"""Training and evaluation of the guardrail classifiers (never imported on the request path)."""
