@@ -11,7 +11,10 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from app.api import async_jobs, batches, files
+from app.api.batch_scope import BatchScope, batch_scope
 from app.api.completions import complete
+from app.batch.service import BatchService
 from app.config import GatewayConfig
 from app.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from app.http_body import parse_json_object
@@ -39,6 +42,7 @@ class Ingress:
         cache: DeploymentHandle | None = None,
         fallback: DeploymentHandle | None = None,
         canary: DeploymentHandle | None = None,  # held only so the canary runner is part of the application
+        batch: DeploymentHandle | None = None,  # held only so the batch workers are part of the application
     ) -> None:
         self.config = GatewayConfig.model_validate(config)
         self.pools = pools
@@ -53,6 +57,7 @@ class Ingress:
             breakers=self.breakers, request_log=RequestLogger(self.config.observability.request_log),
         )
         self.max_body = self.config.ingress.max_body_bytes
+        self.batch_service = BatchService.from_config(self.config)  # None: no redis.url -> batch routes 404
 
     # ---- endpoints -------------------------------------------------------------------------
     @api.post("/v1/chat/completions")
@@ -122,6 +127,54 @@ class Ingress:
         cache = self._cache_handle()
         await self._pending_stores()
         return {"flushed": await cache.flush.remote()}
+
+    # ---- batch lane: Files, Batches, async requests (app/api/*, docs/batch.md) ------------------
+    async def _scope(self, request: Request) -> BatchScope:
+        return await batch_scope(self.batch_service, self.pipeline, request.headers, request.url.path)
+
+    @api.post("/v1/files")
+    async def files_create(self, request: Request) -> Response:
+        return await files.create_file(request, await self._scope(request))
+
+    @api.get("/v1/files")
+    async def files_list(self, request: Request) -> Response:
+        return await files.list_files(request, await self._scope(request))
+
+    @api.get("/v1/files/{file_id}")
+    async def files_get(self, request: Request, file_id: str) -> Response:
+        return await files.get_file(await self._scope(request), file_id)
+
+    @api.delete("/v1/files/{file_id}")
+    async def files_delete(self, request: Request, file_id: str) -> Response:
+        return await files.delete_file(await self._scope(request), file_id)
+
+    @api.get("/v1/files/{file_id}/content")
+    async def files_content(self, request: Request, file_id: str) -> Response:
+        return await files.file_content(await self._scope(request), file_id)
+
+    @api.post("/v1/batches")
+    async def batches_create(self, request: Request) -> Response:
+        return await batches.create_batch(request, await self._scope(request))
+
+    @api.get("/v1/batches")
+    async def batches_list(self, request: Request) -> Response:
+        return await batches.list_batches(request, await self._scope(request))
+
+    @api.get("/v1/batches/{batch_id}")
+    async def batches_get(self, request: Request, batch_id: str) -> Response:
+        return await batches.get_batch(await self._scope(request), batch_id)
+
+    @api.post("/v1/batches/{batch_id}/cancel")
+    async def batches_cancel(self, request: Request, batch_id: str) -> Response:
+        return await batches.cancel_batch(await self._scope(request), batch_id)
+
+    @api.post("/v1/async/chat/completions")
+    async def async_create(self, request: Request) -> Response:
+        return await async_jobs.create_async(request, await self._scope(request), self.max_body)
+
+    @api.get("/v1/async/{job_id}")
+    async def async_get(self, request: Request, job_id: str) -> Response:
+        return await async_jobs.get_async(await self._scope(request), job_id)
 
     def _require_admin(self, request: Request) -> None:
         if not is_admin(request.headers, self.config.auth):

@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from app.api.batch_scope import BatchScope
 from app.api.completions import read_json_body
-from app.batch.service import BatchService
 
 
-async def create_async(request: Request, service: BatchService, tenant: str, max_body_bytes: int,
-                       key_id: str | None = None) -> Response:
+async def create_async(request: Request, scope: BatchScope, max_body_bytes: int) -> Response:
     body = await read_json_body(request, max_body_bytes)
-    job = await service.create_job(tenant, key_id, "/v1/chat/completions", body)
+    job = await scope.service.create_job(scope.tenant, scope.key_id, "/v1/chat/completions", body,
+                                         models=scope.models)
     return JSONResponse(job, status_code=202)
 
 
-async def get_async(service: BatchService, tenant: str, job_id: str) -> Response:
-    return JSONResponse(await service.get_job(tenant, job_id))
+async def get_async(scope: BatchScope, job_id: str) -> Response:
+    return JSONResponse(await scope.service.get_job(scope.tenant, job_id))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.api.batch_scope import BatchScope
 from app.api.multipart_stream import read_multipart
-from app.batch.service import BatchService
 from app.errors import InvalidRequestError
 from app.http_body import check_content_length
 
@@ -23,34 +23,36 @@ def page_args(request: Request) -> tuple[int, str | None]:
     return limit, request.query_params.get("after")
 
 
-async def create_file(request: Request, service: BatchService, tenant: str) -> Response:
-    """``POST /v1/files`` (multipart: ``file``, ``purpose``)."""
-    limit = service.cfg.max_file_bytes + FORM_OVERHEAD
+async def create_file(request: Request, scope: BatchScope) -> Response:
+    """``POST /v1/files`` (multipart: ``file``, ``purpose``), read from ``request.stream()`` chunk by chunk."""
+    limit = scope.service.cfg.max_file_bytes + FORM_OVERHEAD
     check_content_length(request.headers.get("content-length"), limit)
-    upload = service.new_upload()
+    upload = scope.service.new_upload()
     try:
         form = await read_multipart(request.headers.get("content-type"), request.stream(), "file", upload.write,
                                     limit)
     except BaseException:
         await upload.abort()
         raise
-    return JSONResponse(await upload.commit(tenant, form.filename or "upload.jsonl", form.fields.get("purpose", "")))
+    obj = await upload.commit(scope.tenant, form.filename or "upload.jsonl", form.fields.get("purpose", ""))
+    return JSONResponse(obj)
 
 
-async def get_file(service: BatchService, tenant: str, file_id: str) -> Response:
-    return JSONResponse(await service.get_file(tenant, file_id))
+async def get_file(scope: BatchScope, file_id: str) -> Response:
+    return JSONResponse(await scope.service.get_file(scope.tenant, file_id))
 
 
-async def list_files(request: Request, service: BatchService, tenant: str) -> Response:
+async def list_files(request: Request, scope: BatchScope) -> Response:
     limit, after = page_args(request)
-    return JSONResponse(await service.list_files(tenant, limit, after, request.query_params.get("purpose")))
+    purpose = request.query_params.get("purpose")
+    return JSONResponse(await scope.service.list_files(scope.tenant, limit, after, purpose))
 
 
-async def delete_file(service: BatchService, tenant: str, file_id: str) -> Response:
-    return JSONResponse(await service.delete_file(tenant, file_id))
+async def delete_file(scope: BatchScope, file_id: str) -> Response:
+    return JSONResponse(await scope.service.delete_file(scope.tenant, file_id))
 
 
-async def file_content(service: BatchService, tenant: str, file_id: str) -> Response:
+async def file_content(scope: BatchScope, file_id: str) -> Response:
     """The file's bytes, streamed (an output/error file is read from the batch's results in line order)."""
-    chunks = await service.file_content(tenant, file_id)
+    chunks = await scope.service.file_content(scope.tenant, file_id)
     return StreamingResponse(chunks, media_type="application/octet-stream")

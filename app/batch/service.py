@@ -75,7 +75,9 @@ class BatchService:
         return self.store.content(meta)
 
     # ---- batches ------------------------------------------------------------------------------
-    async def create_batch(self, tenant: str, key_id: str | None, body: dict[str, Any]) -> dict:
+    async def create_batch(self, tenant: str, key_id: str | None, body: dict[str, Any],
+                           models: tuple[str, ...] | None = None) -> dict:
+        """``models``: the key's allowed models (None: all); lines run with the same scope."""
         endpoint = body.get("endpoint")
         if endpoint not in SUPPORTED_ENDPOINTS:
             raise InvalidRequestError(f"endpoint must be one of {', '.join(SUPPORTED_ENDPOINTS)}.", param="endpoint")
@@ -93,7 +95,7 @@ class BatchService:
              "input_file_id": fid, "completion_window": window, "status": "validating", "created_at": str(now),
              "expires_at": str(now + seconds), "total": "0", "completed": "0", "failed": "0", "cost_usd": "0",
              "metadata": json.dumps(metadata) if metadata else "", "webhook_url": webhook_url or "",
-             "worst_usd": repr(check.worst_usd)}
+             "worst_usd": repr(check.worst_usd), "key_models": _models(models)}
         errors = check.batch_errors(endpoint)
         if errors:  # validating -> failed, naming the lines
             h.update(status="failed", failed_at=str(now), errors=json.dumps(errors), total=str(check.lines))
@@ -118,7 +120,8 @@ class BatchService:
         return batch_object(await self.store.batch(tenant, bid))
 
     # ---- async single requests ------------------------------------------------------------------
-    async def create_job(self, tenant: str, key_id: str | None, endpoint: str, body: dict[str, Any]) -> dict:
+    async def create_job(self, tenant: str, key_id: str | None, endpoint: str, body: dict[str, Any],
+                         models: tuple[str, ...] | None = None) -> dict:
         if endpoint not in ASYNC_ENDPOINTS:
             raise InvalidRequestError(f"Async requests support {', '.join(ASYNC_ENDPOINTS)}.")
         webhook_url = _webhook_url(body.pop("webhook_url", None))
@@ -135,7 +138,7 @@ class BatchService:
         now = int(time.time())
         h = {"id": new_id("asyncreq"), "tenant": tenant, "key_id": key_id or "", "endpoint": endpoint,
              "status": "queued", "created_at": str(now), "body": json.dumps(body), "webhook_url": webhook_url or "",
-             "metadata": json.dumps(metadata) if metadata else ""}
+             "metadata": json.dumps(metadata) if metadata else "", "key_models": _models(models)}
         h["reservation"] = await self.ledger.reserve(subjects_for(tenant, key_id), usd)
         await self.store.put_job(h)
         return job_object(h)
@@ -163,6 +166,10 @@ class Upload:
 
     async def abort(self) -> None:
         await self.file.abort()
+
+
+def _models(models: tuple[str, ...] | None) -> str:
+    return "" if models is None else json.dumps(list(models))
 
 
 def _webhook_url(value: Any) -> str | None:

@@ -226,7 +226,7 @@ class BatchWorker:
                 return
             meta = await self._batch_meta(bid)
             status, body, cost = await self._run(obj.get("body"), meta["endpoint"], meta["tenant"],
-                                                 meta.get("key_id") or None, key=(bid, line))
+                                                 meta.get("key_id") or None, meta.get("key_models"), key=(bid, line))
             if status is None:  # cancelled: the batch stopped while it ran
                 await self.redis.hdel(k.running(bid), line)
                 await self.queue.ack(entry)
@@ -239,7 +239,7 @@ class BatchWorker:
             await self._write(entry, bid, line, output_line(custom_id, status, body), ok=ok, cost=cost)
             return
 
-    async def _run(self, body: Any, endpoint: str, tenant: str, key_id: str | None,
+    async def _run(self, body: Any, endpoint: str, tenant: str, key_id: str | None, models: str | None = None,
                    key: tuple[str, str] | None = None) -> tuple[int | None, Any, float]:
         """Batch rate, capacity gate, then ``execute``: (status, body, cost); status None when a stop cancelled it."""
         pool = self.pool_for(body) if self.pool_for is not None else None
@@ -247,7 +247,7 @@ class BatchWorker:
             await self.rate.acquire(tenant, sum(worst_case_tokens(body, endpoint, 256)))
         slot = self.gate.slot(pool) if self.gate is not None else _null()
         async with slot:
-            task = asyncio.create_task(self._call(body, endpoint, tenant, key_id))
+            task = asyncio.create_task(self._call(body, endpoint, tenant, key_id, models))
             if key is not None:
                 self.executing[key] = task
             try:
@@ -260,9 +260,13 @@ class BatchWorker:
                 if key is not None:
                     self.executing.pop(key, None)
 
-    async def _call(self, body: Any, endpoint: str, tenant: str, key_id: str | None) -> tuple[int, Any, float]:
+    async def _call(self, body: Any, endpoint: str, tenant: str, key_id: str | None,
+                    models: str | None = None) -> tuple[int, Any, float]:
+        """``models``: the submitting key's allowed models (JSON list), passed on only when restricted."""
+        scope = {"models": tuple(json.loads(models))} if models else {}
         try:
-            result = await asyncio.wait_for(self.execute(body, endpoint, tenant, key_id), self.cfg.item_timeout_s)
+            result = await asyncio.wait_for(self.execute(body, endpoint, tenant, key_id, **scope),
+                                            self.cfg.item_timeout_s)
         except TimeoutError:
             return 504, {"error": {"message": "The request timed out.", "type": "upstream_error", "param": None,
                                    "code": "timeout"}}, 0.0
@@ -310,7 +314,7 @@ class BatchWorker:
                                   "param": None, "code": "max_attempts_exceeded"}}
             for attempt in range(attempts, self.cfg.max_attempts + 1):
                 status, out, cost = await self._run(json.loads(h["body"]), h["endpoint"], h["tenant"],
-                                                    h.get("key_id") or None)
+                                                    h.get("key_id") or None, h.get("key_models"))
                 if status not in RETRYABLE or attempt == self.cfg.max_attempts:
                     break
                 await asyncio.sleep(self.cfg.retry_base_s * 2 ** (attempt - 1))
