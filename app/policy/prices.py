@@ -85,17 +85,22 @@ class PriceTable:
 def build_price_table(pools: Iterable[tuple[str, list[str]]], *, pool_prices: Mapping[str, Price] | None = None,
                       models: Mapping[str, tuple[float, float]] | None = None, free_models: Iterable[str] = (),
                       include_list_prices: bool = True, version: str | None = None) -> PriceTable:
-    """``pools``: (pool name, every name it serves). Later sources win: list < pools < models < free."""
+    """``pools``: (pool name, every name it serves). Later sources win: list < pools < models < free.
+
+    In ``models`` and ``free_models`` a pool's name prices every name it serves.
+    """
     prices: dict[str, Price] = dict(LIST_PRICES) if include_list_prices else {}
     configured = {**DEFAULT_POOL_PRICES, **(pool_prices or {})}
-    for pool, names in pools:
-        price = configured.get(pool)
-        if price is not None:
-            for name in (pool, *names):
+    served = {pool: [pool, *names] for pool, names in pools}  # a pool name stands for all its names
+    for pool, names in served.items():
+        if (price := configured.get(pool)) is not None:
+            for name in names:
                 prices[name] = price
     for name, (inp, out) in (models or {}).items():
-        prices[name] = Price(float(inp), float(out))
+        for n in served.get(name, [name]):
+            prices[n] = Price(float(inp), float(out))
     for name in free_models:
-        prices[name] = FREE
+        for n in served.get(name, [name]):
+            prices[n] = FREE
     prices["cache"] = FREE  # a cache hit generates nothing
     return PriceTable(prices, version)

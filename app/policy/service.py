@@ -93,6 +93,7 @@ class PolicyService:
             self.keys, self.tenants, self.audit = MemoryKeyStore(clock), MemoryTenantStore(), MemoryAuditLog()
         self._key_cache = _TTLCache(policy.key_cache_ttl_s, time.monotonic)
         self._tenant_cache = _TTLCache(policy.key_cache_ttl_s, time.monotonic)
+        self._inflight: dict[str, asyncio.Future] = {}
         from app.policy.enforce import Enforcer  # after the stores: it reads them
 
         self.enforcer = Enforcer(self)
@@ -139,10 +140,17 @@ class PolicyService:
         return Identity(record.tenant, record, await self.tenant(record.tenant))
 
     async def _find_key(self, key_hash: str) -> KeyRecord | None:
+        """Cached for ``key_cache_ttl_s``; concurrent misses of one key share a single store read."""
         hit, record = self._key_cache.get(key_hash)
-        if not hit:
-            record = await self._io(self.keys.find(key_hash))
-            self._key_cache.put(key_hash, record)
+        if hit:
+            return record
+        pending = self._inflight.get(key_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(self._io(self.keys.find(key_hash)))
+            self._inflight[key_hash] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(key_hash, None))
+        record = await asyncio.shield(pending)
+        self._key_cache.put(key_hash, record)
         return record
 
     async def tenant(self, tenant_id: str) -> TenantRecord:

@@ -98,7 +98,7 @@ class PolicyConfig(_Strict):
     prices: PriceConfig = Field(default_factory=PriceConfig)
     key_prefix: str = "llmgw:policy"  # Redis key prefix of every policy record
     durability: Literal["refuse", "warn"] = "warn"  # Redis maxmemory-policy other than noeviction
-    redis_timeout_s: float = Field(0.25, gt=0)  # per call; beyond it the fail mode applies
+    redis_timeout_s: float = Field(0.5, gt=0)  # per call; beyond it the fail mode applies
     audit_max_len: int = Field(100_000, ge=1)
     reservation_hold_s: float = Field(900.0, gt=0)  # a reservation never settled (crashed replica) expires
     idempotency_ttl_s: float = Field(86_400.0, gt=0)  # a rotate replay returns the same new key this long
