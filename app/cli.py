@@ -114,6 +114,7 @@ def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
 
 _mount_optional("app.routing.cli", "router_app", "router", "Train and evaluate the routing classifier.")
 _mount_optional("app.caching.cli", "cache_app", "cache", "Cache quality eval, stats, invalidation, flush.")
+_mount_optional("app.batch.cli", "batch_app", "batch", "Batches: submit JSONL (--wait), status, results, cancel.")
 _mount_optional("app.prompts.cli", "prompts_app", "prompts", "Prompt registry: versions, labels, diff, experiments.")
 _mount_optional("app.evaluation.cli", "eval_command", "eval", "Run a regression suite (checks + LLM judge) on a prompt.")
 _mount_optional("app.observability.cli", "canary_app", "canary", "Run canary requests against a gateway.")
