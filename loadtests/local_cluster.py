@@ -1,0 +1,195 @@
+"""A real Ray cluster on this machine from the CLI: `ray start --head` + `ray start --address` workers.
+
+Every node is a `ray start --block` process of our own (own ports, own --temp-dir), so stopping a
+node is a signal to our process, never `ray stop` (which would stop every Ray on the machine).
+Used by tests/integration/test_deploy_*.py and loadtests/rolling_update.py. The caller holds
+/tmp/llmgw-graph.lock when running by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """Head + workers as `ray start --block` subprocesses; Serve CLI against the head's dashboard."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.root = root
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="lgw-", dir="/tmp"))  # short: Ray's socket paths
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.prom_dir = self.temp_dir / "prom"
+        self.prom_dir.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+        env.update(PYTHONPATH=str(root), RAY_AUTH_MODE="token", RAY_worker_niceness="0",
+                   VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                   RAY_USAGE_STATS_ENABLED="0", PROMETHEUS_MULTIPROC_DIR=str(self.prom_dir))
+        self.env = env
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _start(self, name: str, args: list[str], num_cpus: int | None, resources: dict[str, float] | None) -> None:
+        cmd = [str(BIN / "ray"), "start", "--block", "--temp-dir", str(self.temp_dir), "--disable-usage-stats",
+               "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
+               *args]
+        if num_cpus is not None:
+            cmd += ["--num-cpus", str(num_cpus)]
+        if resources:
+            cmd += ["--resources", json.dumps(resources)]
+        log = open(self.temp_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.nodes[name] = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def start_head(self, num_cpus: int | None = None, resources: dict[str, float] | None = None,
+                   timeout: float = 120) -> None:
+        self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-port", str(self.dashboard_port),
+                             "--ray-client-server-port", str(free_port()), "--include-dashboard", "true"],
+                    num_cpus, resources)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive("head")
+            if self.serve("status", check=False).returncode == 0:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"head did not come up; see {self.temp_dir}/head.log")
+
+    def add_node(self, name: str, num_cpus: int, resources: dict[str, float] | None = None,
+                 timeout: float = 90) -> str:
+        """Start a worker node; return its Ray node id once it is alive."""
+        before = {n["node_id"] for n in self.list_nodes()}
+        self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}"], num_cpus, resources)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive(name)
+            new = [n for n in self.list_nodes() if n["node_id"] not in before and n["state"] == "ALIVE"]
+            if new:
+                return new[0]["node_id"]
+            time.sleep(2)
+        raise TimeoutError(f"node {name} did not join; see {self.temp_dir}/{name}.log")
+
+    def stop_node(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+        proc = self.nodes.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def _check_alive(self, name: str) -> None:
+        if self.nodes[name].poll() is not None:
+            log = (self.temp_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"ray start {name} exited {self.nodes[name].returncode}:\n{log}")
+
+    # --- Serve CLI and state API -------------------------------------------------------------------
+
+    def serve(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [str(BIN / "serve"), *args, "-a", self.dashboard]
+        return subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, check=check,
+                              timeout=timeout)
+
+    def deploy(self, config: dict[str, Any] | Path) -> None:
+        path = config if isinstance(config, Path) else self.temp_dir / f"serve-{time.time_ns()}.yaml"
+        if not isinstance(config, Path):
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.serve("deploy", str(path))
+
+    def status(self) -> dict[str, Any]:
+        return yaml.safe_load(self.serve("status").stdout) or {}
+
+    def wait_healthy(self, app: str = "llm-gateway", timeout: float = 420) -> dict[str, Any]:
+        """Wait until the app is RUNNING with every deployment HEALTHY; return its status."""
+        deadline, last = time.time() + timeout, {}
+        while time.time() < deadline:
+            self._check_alive("head")
+            last = self.status().get("applications", {}).get(app, {})
+            deployments = last.get("deployments", {})
+            if last.get("status") == "RUNNING" and deployments and all(
+                    d.get("status") == "HEALTHY" for d in deployments.values()):
+                return last
+            if last.get("status") == "DEPLOY_FAILED":
+                raise RuntimeError(f"deploy failed: {last.get('message')}")
+            time.sleep(3)
+        raise TimeoutError(f"{app} not healthy in {timeout}s: {last}")
+
+    def state(self, kind: str, *filters: str) -> list[dict[str, Any]]:
+        cmd = [str(BIN / "ray"), "list", kind, "--format", "json", "--limit", "10000", "--address", self.dashboard]
+        for f in filters:
+            cmd += ["--filter", f]
+        out = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, check=True, timeout=60)
+        return json.loads(out.stdout)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return self.state("nodes")
+
+    def replica_nodes(self, deployment: str, app: str = "llm-gateway") -> set[str]:
+        """Node ids of the ALIVE replica actors of one deployment."""
+        actors = self.state("actors", "state=ALIVE")
+        prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+        return {a["node_id"] for a in actors if (a.get("name") or "").startswith(prefix)}
+
+    # --- teardown ------------------------------------------------------------------------------------
+
+    def leftover_pids(self) -> list[int]:
+        """Processes still running that belong to this cluster: our temp dir in their command line or
+        environment (Ray workers retitle themselves, but inherit PROMETHEUS_MULTIPROC_DIR)."""
+        marker, pids = str(self.temp_dir).encode(), []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+                except OSError:
+                    continue
+                if marker in seen:
+                    pids.append(int(entry.name))
+        return pids
+
+    def shutdown(self, timeout: float = 60) -> list[int]:
+        """Stop every node (workers first); return pids that had to be killed afterwards."""
+        for name in [n for n in self.nodes if n != "head"] + (["head"] if "head" in self.nodes else []):
+            self.stop_node(name)
+        deadline = time.time() + timeout
+        while (left := self.leftover_pids()) and time.time() < deadline:
+            time.sleep(1)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return left
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def ask(url: str, model: str = "small", content: str = "hello", max_tokens: int = 8, timeout: float = 60,
+        stream: bool = False) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+            "cache": False, "stream": stream}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout)
