@@ -30,9 +30,9 @@ def model_prices(cfg: Any) -> dict[str, list[str]]:
 
 
 def redis_url_of(cfg: Any) -> str | None:
-    """The top-level ``redis.url`` (GatewayConfig.redis), None when not configured."""
+    """``batch.redis_url``, else the top-level ``redis.url``; None when neither is configured."""
     redis = getattr(cfg, "redis", None)
-    return getattr(redis, "url", None) if redis is not None else None
+    return cfg.batch.redis_url or (getattr(redis, "url", None) if redis is not None else None)
 
 
 class BatchService:

@@ -1,4 +1,5 @@
-"""Batch lane configuration (``GatewayConfig.batch``). Storage is the top-level ``redis.url``."""
+"""Batch lane configuration (``GatewayConfig.batch``). Storage is the top-level ``redis.url`` unless
+``batch.redis_url`` names another (e.g. a test DB)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ class BatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True  # the lane also needs a Redis URL (redis.url); without one its endpoints answer 404
+    redis_url: str | None = None  # None: the top-level redis.url
     key_prefix: str = "llmgw:batch"
     # OpenAI's limits
     max_file_bytes: int = 200 * 1024 * 1024
