@@ -1,0 +1,1 @@
+"""The product's one webhook sender (Standard Webhooks: signed, retried, deduplicated, SSRF-guarded)."""
