@@ -14,6 +14,8 @@ from ray.serve.handle import DeploymentHandle
 from app.api import async_jobs, batches, files
 from app.api.batch_scope import BatchScope, batch_scope
 from app.api.completions import complete
+from app.api.prompts import PromptAdmin
+from app.api.prompts import dispatch as prompts_dispatch
 from app.batch.service import BatchService
 from app.config import GatewayConfig
 from app.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
@@ -127,6 +129,22 @@ class Ingress:
         cache = self._cache_handle()
         await self._pending_stores()
         return {"flushed": await cache.flush.remote()}
+
+    # ---- prompt registry and experiments: one dispatcher (app/api/prompts.py, docs/prompts.md) -------
+    @api.api_route("/admin/prompts{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def prompts_admin(self, request: Request, rest: str = "") -> dict[str, Any]:
+        return await self._prompts_call(request)
+
+    @api.api_route("/admin/experiments{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def experiments_admin(self, request: Request, rest: str = "") -> dict[str, Any]:
+        return await self._prompts_call(request)
+
+    async def _prompts_call(self, request: Request) -> dict[str, Any]:
+        self._require_admin(request)
+        body = parse_json_object(await request.body(), self.max_body) if request.method in ("POST", "PUT") else None
+        stage = self.pipeline.stage("render_prompt")
+        admin = PromptAdmin(stage.registry, stage.experiments) if stage is not None else None
+        return await prompts_dispatch(admin, request.method, request.url.path, request.query_params, body)
 
     # ---- batch lane: Files, Batches, async requests (app/api/*, docs/batch.md) ------------------
     async def _scope(self, request: Request) -> BatchScope:

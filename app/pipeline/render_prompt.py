@@ -206,3 +206,42 @@ class PromptOutcome:
 
         return ShadowJob(exp, None, served.request_id, ctx.text, use.variant, f"{use.version.name}:{candidate}",
                          use.version.name, str(use.version.version), prepare=prepare)
+
+
+@dataclass(slots=True)
+class PromptWiring:
+    """Everything the ingress wires for prompts: the stage, the finisher, the online evaluator."""
+
+    registry: PromptRegistry
+    experiments: Experiments
+    render: RenderPrompt
+    outcome: PromptOutcome
+    shadow: ShadowRunner | None
+    online: Any = None  # app.evaluation.online.OnlineEvaluator when evaluation.online is on and a judge is set
+
+
+def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_generate: Any = None,
+                        store: Any = None) -> PromptWiring | None:
+    """The registry on ``redis.url`` (in memory without it), experiments, shadow runner (when the caller
+    gives ``shadow_generate(GenerationRequest) -> GenerationChunk | str``; its ``model`` is a pool name) and
+    online evaluator (``evaluation.online.enabled`` + ``evaluation.judge``). None when prompts are off."""
+    from app.evaluation.judge import Judge
+    from app.evaluation.online import OnlineEvaluator
+    from app.prompts.registry import build_store
+
+    if not config.prompts.enabled:
+        return None
+    registry = PromptRegistry(store or build_store(config.redis.url, config.prompts), config.prompts)
+    experiments = Experiments(registry)
+    ev = config.evaluation
+    judge = Judge(ev.judge) if ev.judge is not None else None
+    shadow = None
+    if shadow_generate is not None:
+        shadow = ShadowRunner(shadow_generate, experiments, request_log=request_log, judge=judge,
+                              max_concurrency=config.prompts.shadow.max_concurrency,
+                              timeout_s=config.prompts.shadow.timeout_s)
+    online = None
+    if judge is not None and ev.online.enabled and request_log is not None:
+        online = OnlineEvaluator(judge, ev.online, request_log, experiments)
+    return PromptWiring(registry, experiments, RenderPrompt(config, registry, experiments),
+                        PromptOutcome(config, experiments, shadow), shadow, online)
