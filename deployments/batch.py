@@ -33,18 +33,15 @@ from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandl
 logger = logging.getLogger("ray.serve")
 
 
-def make_webhook_sender(cfg: GatewayConfig) -> Any:
-    """The product's one webhook sender (app/webhooks/sender.py), or None while it is not there."""
+def make_webhook_sender(cfg: GatewayConfig, redis: Any = None) -> Any:
+    """The product's one webhook sender (app/webhooks/sender.py; dedup across replicas in Redis)."""
     try:
-        from app.webhooks import sender as module
+        from app.webhooks.sender import WebhookSender
     except ImportError:
+        logger.warning("app.webhooks.sender is not available: batch/async webhooks are not sent")
         return None
-    factory = getattr(module, "from_config", None) or getattr(module, "WebhookSender", None)
-    try:
-        return factory(cfg) if factory is not None else None
-    except Exception as exc:
-        logger.warning("webhook sender unavailable (%s)", type(exc).__name__)
-        return None
+    settings = getattr(getattr(cfg, "policy", None), "webhooks", None)
+    return WebhookSender(settings, redis=redis, redis_prefix=f"{cfg.batch.key_prefix}:webhooks")
 
 
 @serve.deployment
@@ -73,8 +70,9 @@ class BatchWorkers:
 
         self.consumer = f"batch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         store = BatchStore(connect(redis_url_of(cfg)), b)
-        self.worker = BatchWorker(store, pipeline_executor(pipeline, cfg.auth.tenant_header), consumer=self.consumer,
-                                  gate=CapacityGate(self.gates), pool_for=pool_for, sender=make_webhook_sender(cfg))
+        self.worker = BatchWorker(store, pipeline_executor(pipeline), consumer=self.consumer,
+                                  gate=CapacityGate(self.gates), pool_for=pool_for,
+                                  sender=make_webhook_sender(cfg, store.redis))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.worker.run()), loop.create_task(self._poll_pools())]
 

@@ -94,6 +94,7 @@ def job_object(h: dict[str, str]) -> dict[str, Any]:
         "response": ({"status_code": int(h["status_code"]), "body": json.loads(h["body_out"])}
                      if done and h.get("body_out") else None),
         "webhook_url": h.get("webhook_url") or None,
+        "webhook_status": h.get("webhook") or None,  # sent | failed | refused (after the request ended)
         "metadata": json.loads(h["metadata"]) if h.get("metadata") else None,
     }
 

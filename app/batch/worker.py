@@ -338,12 +338,18 @@ class BatchWorker:
                 return
             event = "async.request.completed" if h["status"] == "completed" else "async.request.failed"
             try:
-                await self.sender.send(h["webhook_url"], event, job_object(h), event_id=h["id"],
-                                       secret=os.environ.get(self.cfg.webhook_secret_env))
-                await self.redis.hset(key, "webhook", "sent")
+                result = await self.sender.send(h["webhook_url"], event, job_object(h), event_id=h["id"],
+                                                secret=os.environ.get(self.cfg.webhook_secret_env))
+                await self.redis.hset(key, "webhook", delivery_status(result))
             except Exception as exc:
                 logger.warning("async request %s: webhook failed (%s)", h["id"], type(exc).__name__)
                 await self.redis.hset(key, "webhook", "failed")
+
+
+def delivery_status(result: Any) -> str:
+    """The sender's Delivery -> "sent" (delivered, or a duplicate of a delivered event) | "failed" | "refused"."""
+    status = getattr(result, "status", "delivered")
+    return "sent" if status in ("delivered", "duplicate") else status
 
 
 class _null:
