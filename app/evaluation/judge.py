@@ -131,3 +131,12 @@ def request_text(messages: list[dict[str, str]] | None, prompt: str | None = Non
     if messages:
         return "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in messages)
     return prompt or ""
+
+
+def canary_judge(judge: Judge):
+    """The ``(request text, answer) -> score`` callable canaries take (``app.observability.canary.JudgeFn``)."""
+
+    async def score(request: str, answer: str) -> float:
+        return (await judge.score(request=request, answer=answer)).score
+
+    return score

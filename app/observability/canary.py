@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +26,8 @@ from app.observability.settings import CanaryCheck, CanaryConfig, CanarySettings
 
 logger = logging.getLogger("llmgw.canary")
 DEFAULT_FIELDS = ("choices.0.message.content", "choices.0.text")
+# (request text, answer) -> judge score 0..1 (app.evaluation.judge.canary_judge); raises when it cannot judge.
+JudgeFn = Callable[[str, str], Awaitable[float]]
 
 
 @dataclass(slots=True)
@@ -69,6 +71,8 @@ def answer_text(body: Any, field_path: str | None = None) -> str | None:
 def evaluate(check: CanaryCheck, status: int, latency_ms: float, body: Any, headers: httpx.Headers) -> str | None:
     """None if ``check`` holds, else a short description of the deviation (no response text in it)."""
     kind = check.kind
+    if kind == "judge_score":  # async: judged in run_canary
+        return None
     if kind == "status":
         return None if status == int(check.value) else f"status {status} != {check.value}"
     if kind == "max_latency_ms":
@@ -96,7 +100,41 @@ def evaluate(check: CanaryCheck, status: int, latency_ms: float, body: Any, head
     return f"unknown check {kind}"
 
 
-async def run_canary(client: httpx.AsyncClient, canary: CanaryConfig, timeout_s: float = 30.0) -> CanaryResult:
+def canary_request_text(body: dict[str, Any]) -> str:
+    """What a judge is told the canary asked: its messages / prompt, and the registry prompt it references."""
+    lines = []
+    ref = body.get("prompt_ref")
+    if isinstance(ref, dict):
+        lines.append(f"(registry prompt {ref.get('name')}@{ref.get('version') or ref.get('label') or 'production'} "
+                     f"with variables {json.dumps(ref.get('variables') or {})})")
+    lines += [f"{m.get('role')}: {m.get('content')}" for m in body.get("messages") or [] if isinstance(m, dict)]
+    if isinstance(body.get("prompt"), str):
+        lines.append(body["prompt"])
+    return "\n".join(lines)
+
+
+async def judge_failures(canary: CanaryConfig, body: Any, judge: JudgeFn | None) -> list[str]:
+    """Deviations of the ``judge_score`` checks: no judge, no answer, an error, or a score under the threshold."""
+    failures = []
+    for check in (c for c in canary.checks if c.kind == "judge_score"):
+        answer = answer_text(body, check.field) if body is not None else None
+        if judge is None:
+            failures.append("judge_score: no judge configured (evaluation.judge)")
+        elif answer is None:
+            failures.append(f"judge_score: no answer at {check.field or ' / '.join(DEFAULT_FIELDS)}")
+        else:
+            try:
+                score = await judge(canary_request_text(canary.body), answer)
+            except Exception as exc:
+                failures.append(f"judge_score: judge failed ({type(exc).__name__})")
+                continue
+            if score < float(check.value):
+                failures.append(f"judge score {score:.2f} < {float(check.value):.2f}")
+    return failures
+
+
+async def run_canary(client: httpx.AsyncClient, canary: CanaryConfig, timeout_s: float = 30.0,
+                     judge: JudgeFn | None = None) -> CanaryResult:
     """Send one canary request, evaluate its checks, update metrics and log a deviation event."""
     headers = dict(canary.headers)
     if canary.api_key_env:
@@ -118,6 +156,7 @@ async def run_canary(client: httpx.AsyncClient, canary: CanaryConfig, timeout_s:
         body = None
     status = response.status_code
     failures = [f for c in canary.checks if (f := evaluate(c, status, latency_ms, body, response.headers))]
+    failures += await judge_failures(canary, body, judge)
     gateway_headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-llmgw-")}
     result = CanaryResult(canary.name, not failures, response.status_code, latency_ms, failures,
                           answer_text(body) if body is not None else None,
@@ -138,21 +177,22 @@ def _record(result: CanaryResult, outcome: str) -> None:
 
 
 async def run_canaries(base_url: str, canaries: Sequence[CanaryConfig], timeout_s: float = 30.0,
-                       client: httpx.AsyncClient | None = None) -> list[CanaryResult]:
+                       client: httpx.AsyncClient | None = None, judge: JudgeFn | None = None) -> list[CanaryResult]:
     """Run ``canaries`` one after another (they are few; sequential keeps latency figures clean)."""
     if client is not None:
-        return [await run_canary(client, c, timeout_s) for c in canaries]
+        return [await run_canary(client, c, timeout_s, judge) for c in canaries]
     async with httpx.AsyncClient(base_url=base_url) as own:
-        return [await run_canary(own, c, timeout_s) for c in canaries]
+        return [await run_canary(own, c, timeout_s, judge) for c in canaries]
 
 
-async def run_periodically(base_url: str, settings: CanarySettings, stop: asyncio.Event | None = None) -> None:
+async def run_periodically(base_url: str, settings: CanarySettings, stop: asyncio.Event | None = None,
+                           judge: JudgeFn | None = None) -> None:
     """Run the configured canaries every ``interval_s`` until ``stop`` is set (start as an asyncio task)."""
     stop = stop or asyncio.Event()
     async with httpx.AsyncClient(base_url=base_url) as client:
         while not stop.is_set():
             try:
-                await run_canaries(base_url, settings.canaries, settings.timeout_s, client=client)
+                await run_canaries(base_url, settings.canaries, settings.timeout_s, client=client, judge=judge)
             except Exception:  # never let the loop die
                 logger.exception("canary run failed")
             with contextlib.suppress(TimeoutError):

@@ -35,6 +35,19 @@ def load_canary_settings(path: Path) -> CanarySettings:
     return CanarySettings.model_validate(data)
 
 
+async def _run_with_judge(url: str, canaries: list, timeout_s: float, judge_config: Path | None) -> list:
+    if judge_config is None:
+        return await run_canaries(url, canaries, timeout_s)
+    from app.evaluation.cli import load_judge_config
+    from app.evaluation.judge import Judge, canary_judge
+
+    judge = Judge(load_judge_config(judge_config))
+    try:
+        return await run_canaries(url, canaries, timeout_s, judge=canary_judge(judge))
+    finally:
+        await judge.aclose()
+
+
 @canary_app.command("run")
 def run(
     url: str = typer.Option("http://127.0.0.1:8000", help="Gateway base URL."),
@@ -42,13 +55,15 @@ def run(
     name: list[str] = typer.Option(None, help="Only these canaries (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines."),
     record: Path = typer.Option(None, help="Write the canaries with 'exact' checks set to the answers seen."),
+    judge_config: Path = typer.Option(None, exists=True, dir_okay=False,
+                                      help="Judge model for judge_score checks (a JudgeConfig or a gateway config)."),
 ) -> None:
     """Run canaries once; exit code 1 if any deviates from its expectation."""
     settings = load_canary_settings(config)
     canaries = [c for c in settings.canaries if not name or c.name in name]
     if not canaries:
         raise typer.BadParameter("no canaries selected", param_hint="--config/--name")
-    results = asyncio.run(run_canaries(url, canaries, settings.timeout_s))
+    results = asyncio.run(_run_with_judge(url, canaries, settings.timeout_s, judge_config))
     for r in results:
         if as_json:
             typer.echo(json.dumps(r.to_dict()))

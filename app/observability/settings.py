@@ -55,7 +55,7 @@ class RequestLogConfig(_Strict):
         return bool(self.path or self.redis_stream)
 
 
-CheckKind = Literal["status", "exact", "contains", "regex", "max_latency_ms", "header", "json_path"]
+CheckKind = Literal["status", "exact", "contains", "regex", "max_latency_ms", "header", "json_path", "judge_score"]
 
 
 class CanaryCheck(_Strict):
@@ -63,7 +63,8 @@ class CanaryCheck(_Strict):
 
     ``exact``/``contains``/``regex`` look at ``field`` (a dotted path into the JSON body, default the
     first choice's text); ``header`` compares response header ``name`` to ``value`` (regex match);
-    ``json_path`` requires ``field`` to exist; ``status`` and ``max_latency_ms`` compare numbers.
+    ``json_path`` requires ``field`` to exist; ``status`` and ``max_latency_ms`` compare numbers;
+    ``judge_score`` fails when the LLM judge (``evaluation.judge``) scores the answer below ``value`` (0..1).
     """
 
     kind: CheckKind
