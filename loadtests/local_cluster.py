@@ -43,12 +43,10 @@ class LocalCluster:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.nodes: dict[str, subprocess.Popen] = {}
-        self.prom_dir = self.temp_dir / "prom"
-        self.prom_dir.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         env.update(PYTHONPATH=str(root), RAY_AUTH_MODE="token", RAY_worker_niceness="0",
                    VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-                   RAY_USAGE_STATS_ENABLED="0", PROMETHEUS_MULTIPROC_DIR=str(self.prom_dir))
+                   RAY_USAGE_STATS_ENABLED="0", LLMGW_LOCAL_CLUSTER=str(self.temp_dir))
         self.env = env
 
     @property
@@ -160,7 +158,7 @@ class LocalCluster:
 
     def leftover_pids(self) -> list[int]:
         """Processes still running that belong to this cluster: our temp dir in their command line or
-        environment (Ray workers retitle themselves, but inherit PROMETHEUS_MULTIPROC_DIR)."""
+        environment (Ray workers retitle themselves, but inherit LLMGW_LOCAL_CLUSTER)."""
         marker, pids = str(self.temp_dir).encode(), []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != os.getpid():

@@ -18,10 +18,9 @@ KUBERAY_VERSION = "1.7.0"  # the CRD vendored under cluster/kuberay/crd/
 
 
 def _env(profile: Profile, group: NodeGroup) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "PROMETHEUS_MULTIPROC_DIR", "value": PROM_DIR},
-        {"name": "PYTHONPATH", "value": profile.app_dir or "/opt/llm-gateway"},
-    ]
+    # Not PROMETHEUS_MULTIPROC_DIR: Ray's own agents use prometheus_client too. The replicas get it from
+    # the Serve runtime_env; here the emptyDir only makes the (fresh, per-pod) directory exist.
+    env: list[dict[str, Any]] = [{"name": "PYTHONPATH", "value": profile.app_dir or "/opt/llm-gateway"}]
     if group.head or services_group(profile, group):
         env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": profile.secret_name, "key": name}}}
                 for name in secret_envs(profile.gateway_config())]

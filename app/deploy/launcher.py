@@ -81,7 +81,7 @@ def launcher_config(profile: Profile) -> dict[str, Any]:
             "container_name": "llmgw",
             "pull_before_run": True,
             "run_options": ["--ulimit nofile=65536:65536", f"--env-file {SECRETS_FILE}", f"-v {mount}:{mount}:ro",
-                            f"-e PYTHONPATH={profile.app_dir}", f"-e PROMETHEUS_MULTIPROC_DIR={PROM_DIR}"],
+                            f"-e PYTHONPATH={profile.app_dir}"],
         },
         "head_node_type": head.name,
         "available_node_types": {g.name: _node_type(profile, g) for g in profile.node_groups},

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from app.config import REDIS_URL_ENV, load_config
 from app.deploy.placement import SERVICES_RESOURCE, pool_resource, secret_envs
 from app.deploy.profiles import Profile, load_profile, load_profiles
-from app.deploy.render import TARGETS, render, serve_config
+from app.deploy.render import PROM_DIR, TARGETS, render, serve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "cluster" / "kuberay" / "crd" / "ray.io_rayservices.yaml"
@@ -69,6 +69,20 @@ def test_production_config_has_redis_tracing_and_pools_on_their_gpus() -> None:
     assert large["num_gpus"] == cfg.pool("large").engine.tensor_parallel_size == 2
     assert large["accelerator_type"] == "A100-80G" and large["resources"] == {"pool_large": 1}
     assert cfg.pool("small").ray_actor_options["resources"] == {"pool_small": 1}
+
+
+def test_replicas_write_metrics_where_every_node_creates_the_dir_and_the_exporter_reads() -> None:
+    gpu = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"][0]
+    assert gpu["runtime_env"]["env_vars"]["PROMETHEUS_MULTIPROC_DIR"] == PROM_DIR
+    cluster = _rayservice()["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        ray_c, sidecar = group["template"]["spec"]["containers"]
+        assert {"name": "llmgw-prom", "mountPath": PROM_DIR} in ray_c["volumeMounts"]
+        assert "PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in ray_c["env"]}  # Ray's agents stay out
+        assert sidecar["command"][:3] == ["python", "-m", "app.observability.node_exporter"]
+        assert {"name": "PROMETHEUS_MULTIPROC_DIR", "value": PROM_DIR} in sidecar["env"]
+    launcher = (ROOT / "cluster/launcher/cluster.yaml").read_text()
+    assert f"rm -rf {PROM_DIR} && mkdir -p {PROM_DIR}" in launcher
 
 
 def test_cpu_profile_fits_a_bare_ray_start_head_on_two_cpus() -> None:
