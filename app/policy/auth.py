@@ -1,45 +1,49 @@
-"""Resolve the tenant of a request from its API key (keys live in env vars, never in config)."""
+"""Admin access: the admin key (``$LLMGW_ADMIN_KEY``, or the env var ``auth.admin_key_env`` names).
+
+Constant-time comparison; with no admin key configured every admin endpoint answers 403 (never
+open). ``make run`` without one writes a local key to ``.cache/admin_key`` (:func:`ensure_local_admin_key`)
+and exports it to the gateway processes. Request keys and tenants: :mod:`app.policy.service`.
+"""
 
 from __future__ import annotations
 
-import hmac
 import os
-import re
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
 
 from app.config import AuthConfig
-from app.errors import AuthenticationError
+from app.errors import PermissionDeniedError
+from app.policy.service import admin_key_matches, bearer_token
 
-_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("authorization") or ""
-    if value.lower().startswith("bearer "):
-        return value[7:].strip() or None
-    return headers.get("x-api-key") or None
+__all__ = ["admin_key", "bearer_token", "ensure_local_admin_key", "is_admin", "require_admin"]
 
 
-def resolve_tenant(headers: Mapping[str, str], cfg: AuthConfig) -> str:
-    """The tenant owning the request. With auth off: the tenant header or "default"."""
-    if not cfg.enabled:
-        tenant = headers.get(cfg.tenant_header) or "default"
-        if not _TENANT_RE.match(tenant):
-            raise AuthenticationError("Invalid tenant name.", code="invalid_tenant")
-        return tenant
-    token = bearer_token(headers)
-    if token:
-        for tenant, env in cfg.tenant_key_envs.items():
-            key = os.environ.get(env)
-            if key and hmac.compare_digest(key.encode(), token.encode()):
-                return tenant
-    raise AuthenticationError("Incorrect or missing API key. Pass it as 'Authorization: Bearer <key>'.")
+def admin_key(cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    return environ.get(cfg.admin_key_env) or None
 
 
-def is_admin(headers: Mapping[str, str], cfg: AuthConfig) -> bool:
-    """Admin endpoints need the admin key when it is set; with no admin key set only auth-off setups pass."""
-    key = os.environ.get(cfg.admin_key_env)
-    if not key:
-        return not cfg.enabled
-    token = bearer_token(headers) or ""
-    return hmac.compare_digest(key.encode(), token.encode())
+def is_admin(headers: Mapping[str, str], cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> bool:
+    return admin_key_matches(bearer_token(headers), admin_key(cfg, environ))
+
+
+def require_admin(headers: Mapping[str, str], cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> None:
+    if admin_key(cfg, environ) is None:
+        raise PermissionDeniedError(f"Admin endpoints are disabled: no admin key is configured (set "
+                                    f"${cfg.admin_key_env}).", code="admin_key_not_configured")
+    if not is_admin(headers, cfg, environ):
+        raise PermissionDeniedError("Admin endpoints need the admin key (Authorization: Bearer <key>).",
+                                    code="admin_key_required")
+
+
+def ensure_local_admin_key(path: str | Path) -> tuple[str, bool]:
+    """(the key in ``path``, created now?) — a new random key, file mode 0600, when there is none."""
+    p = Path(path)
+    if p.is_file() and (existing := p.read_text().strip()):
+        return existing, False
+    p.parent.mkdir(parents=True, exist_ok=True)
+    key = "sk-llmgw-admin-" + secrets.token_urlsafe(32)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key, True

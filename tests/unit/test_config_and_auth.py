@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import AuthConfig, GatewayConfig, load_config
-from app.errors import AuthenticationError
-from app.policy.auth import is_admin, resolve_tenant
+from app.errors import PermissionDeniedError
+from app.policy.auth import ensure_local_admin_key, is_admin, require_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = {"name": "small", "engine": {"model": "m"}}
@@ -52,25 +52,22 @@ def test_router_pools_must_exist_when_router_is_on(field: str) -> None:
     GatewayConfig.model_validate({"pools": [POOL], "router": {"enabled": False, field: "nope"}})
 
 
-def test_tenant_with_auth_off_and_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    off = AuthConfig()
-    assert resolve_tenant({}, off) == "default"
-    assert resolve_tenant({"x-llmgw-tenant": "acme"}, off) == "acme"
-    with pytest.raises(AuthenticationError):
-        resolve_tenant({"x-llmgw-tenant": "../etc"}, off)
-    monkeypatch.setenv("KEY_ACME", "sk-acme-123")
-    on = AuthConfig(enabled=True, tenant_key_envs={"acme": "KEY_ACME", "ghost": "UNSET_ENV"})
-    assert resolve_tenant({"authorization": "Bearer sk-acme-123"}, on) == "acme"
-    with pytest.raises(AuthenticationError) as info:
-        resolve_tenant({"authorization": "Bearer wrong"}, on)
-    assert "wrong" not in info.value.message and info.value.status_code == 401
-    with pytest.raises(AuthenticationError):
-        resolve_tenant({}, on)
-
-
-def test_admin_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admin_key_is_required_and_compared_in_constant_time() -> None:
     cfg = AuthConfig()
-    assert is_admin({}, cfg)  # local, auth off, no admin key set
-    monkeypatch.setenv("LLMGW_ADMIN_KEY", "adm")
-    assert not is_admin({}, cfg)
-    assert is_admin({"authorization": "Bearer adm"}, cfg)
+    assert not is_admin({}, cfg, environ={})  # no admin key configured: admin endpoints are closed (403)
+    with pytest.raises(PermissionDeniedError) as info:
+        require_admin({}, cfg, environ={})
+    assert info.value.status_code == 403 and info.value.code == "admin_key_not_configured"
+    env = {"LLMGW_ADMIN_KEY": "adm"}
+    assert not is_admin({}, cfg, env) and not is_admin({"authorization": "Bearer adx"}, cfg, env)
+    assert is_admin({"authorization": "Bearer adm"}, cfg, env) and is_admin({"x-api-key": "adm"}, cfg, env)
+    with pytest.raises(PermissionDeniedError, match="need the admin key") as info:
+        require_admin({"authorization": "Bearer nope"}, cfg, env)
+    assert "nope" not in info.value.message
+
+
+def test_local_admin_key_file(tmp_path: Path) -> None:
+    key, created = ensure_local_admin_key(tmp_path / ".cache" / "admin_key")
+    assert created and key.startswith("sk-llmgw-admin-") and len(key) > 40
+    assert (tmp_path / ".cache" / "admin_key").stat().st_mode & 0o777 == 0o600
+    assert ensure_local_admin_key(tmp_path / ".cache" / "admin_key") == (key, False)
