@@ -63,6 +63,9 @@ class PoolConfig(_Strict):
     )
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
     env: dict[str, str] = Field(default_factory=dict)
+    # vLLM tool-call parser for the pool's model family (hermes, llama3_json, mistral, ...); tool_choice
+    # auto is parsed with it, required / named use guided decoding (docs/api.md).
+    tool_parser: str = "hermes"
 
 
 class RouterConfig(_Strict):

@@ -4,6 +4,11 @@ Continuous batching comes from the engine; each request gets its own ``SamplingP
 are streamed as deltas (``RequestOutputKind.DELTA``, which also coalesces tokens when the reader
 falls behind). When the consumer is cancelled (client disconnect), ``AsyncLLM.generate`` aborts
 the request in the engine; we count those aborts.
+
+Structured output and forced tool choices decode under vLLM's structured outputs (xgrammar, no
+free whitespace between JSON tokens); ``tool_choice: auto`` answers are read by the pool's vLLM tool
+parser; ``logprobs`` come from the sampler. A whitespace guard ends a guided answer that loops on
+whitespace inside a string (vLLM #38696) with ``finish_reason: length``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ import os
 from collections.abc import AsyncIterator
 
 from app.config import PoolConfig
+from app.engines.chat_prompt import render_chat
+from app.engines.logprobs import openai_logprobs
+from app.engines.tool_output import ToolOutput, make_parser
 from app.errors import ContextLengthError, InvalidRequestError, UpstreamError
 from app.generation import GenerationChunk, GenerationRequest
+from app.structured.tool_schema import guided_schema, tool_mode
+from app.structured.validate import schema_of
+
+MAX_WHITESPACE_RUN = 64  # a guided answer with this many whitespace characters in a row is looping
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 class VLLMEngine:
@@ -36,17 +49,22 @@ class VLLMEngine:
             enforce_eager=eng.enforce_eager,
             gpu_memory_utilization=eng.gpu_memory_utilization,
             max_num_seqs=eng.max_num_seqs,
-            **eng.extra_args,
+            **{"structured_outputs_config": dict(STRUCTURED_OUTPUTS), **eng.extra_args},
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()
         self.model_name = eng.name
         self.max_model_len = eng.max_model_len
-        self.counters = {"requests": 0, "aborted": 0, "failed": 0}
+        self.vocab_size = len(self.tokenizer)
+        self.tool_parser = pool.tool_parser
+        from vllm.tool_parsers.abstract_tool_parser import ToolParserManager
+
+        ToolParserManager.get_tool_parser(self.tool_parser)  # an unknown parser name fails at start, not per request
+        self.counters = {"requests": 0, "aborted": 0, "failed": 0, "guided": 0, "whitespace_guard": 0}
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
         if req.messages is not None:
-            text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+            text = render_chat(self.tokenizer, req.messages, req.tools)
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(req.prompt or ""))
 
@@ -77,14 +95,51 @@ class VLLMEngine:
             seed=s.seed,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
+            logprobs=s.logprobs,
+            logit_bias=self._logit_bias(s.logit_bias),
+            structured_outputs=self._structured(req),
+            skip_special_tokens=tool_mode(req.tools, req.tool_choice) != "auto",
             output_kind=RequestOutputKind.DELTA,
         )
+
+    def _logit_bias(self, bias: dict[str, float] | None) -> dict[int, float] | None:
+        if not bias:
+            return None
+        out = {int(k): float(v) for k, v in bias.items()}
+        bad = [k for k in out if k >= self.vocab_size]
+        if bad:
+            raise InvalidRequestError(f"logit_bias token id {bad[0]} is outside this model's vocabulary "
+                                      f"(0..{self.vocab_size - 1}).", param="logit_bias")
+        return out
+
+    def _structured(self, req: GenerationRequest):
+        """Guided decoding: a forced tool choice's schema, else the response_format's."""
+        from vllm.sampling_params import StructuredOutputsParams
+
+        schema = guided_schema(req.tools, req.tool_choice, req.parallel_tool_calls)
+        if schema is None and req.response_format is not None:
+            if req.response_format.get("type") == "json_object":
+                return StructuredOutputsParams(json_object=True)
+            schema = schema_of(req.response_format)
+        return None if schema is None else StructuredOutputsParams(json=schema)
+
+    def _tool_output(self, req: GenerationRequest) -> ToolOutput | None:
+        mode = tool_mode(req.tools, req.tool_choice)
+        if mode is None:
+            return None
+        parser = request = None
+        if mode == "auto":
+            parser, request = make_parser(self.tool_parser, self.tokenizer, self.model_name, req.tools or [])
+        return ToolOutput(mode, req.tool_choice, parser, request)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         ids = self._prompt_ids(req)
         params = self._sampling_params(req, len(ids))
+        tools = self._tool_output(req)
+        guided = params.structured_outputs is not None
         self.counters["requests"] += 1
-        completion = 0
+        self.counters["guided"] += guided
+        completion, ws_run = 0, 0
         try:
             async for out in self.engine.generate({"prompt_token_ids": ids}, params, req.request_id):
                 o = out.outputs[0]
@@ -92,7 +147,23 @@ class VLLMEngine:
                 finish = o.finish_reason if out.finished else None
                 if finish not in (None, "stop", "length"):
                     finish = "stop"
-                yield GenerationChunk(o.text, finish, len(ids), completion, self.model_name)
+                if guided:
+                    ws_run = _whitespace_run(ws_run, o.text)
+                    if ws_run >= MAX_WHITESPACE_RUN and finish is None:
+                        self.counters["whitespace_guard"] += 1
+                        finish = "length"
+                        await self.engine.abort(req.request_id)
+                logprobs = None
+                if params.logprobs is not None:
+                    logprobs = openai_logprobs(o.token_ids, o.logprobs, params.logprobs, self._decode)
+                text, calls = (o.text, None) if tools is None else tools.feed(o.text, o.token_ids)
+                if finish is not None and tools is not None:
+                    rest, more = tools.finish()
+                    text, calls = text + rest, (calls or []) + (more or []) or None
+                    finish = tools.finish_reason(finish)
+                yield GenerationChunk(text, finish, len(ids), completion, self.model_name, calls, logprobs)
+                if finish is not None:
+                    break
         except (asyncio.CancelledError, GeneratorExit):
             self.counters["aborted"] += 1
             raise
@@ -104,6 +175,9 @@ class VLLMEngine:
                 raise InvalidRequestError(str(exc)) from None
             raise UpstreamError(f"model pool engine error: {type(exc).__name__}") from exc
 
+    def _decode(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
     async def check_health(self) -> None:
         await self.engine.check_health()
 
@@ -112,3 +186,11 @@ class VLLMEngine:
 
     def shutdown(self) -> None:
         self.engine.shutdown()
+
+
+def _whitespace_run(run: int, text: str) -> int:
+    """Length of the whitespace run at the end of the output so far, after ``text`` was appended."""
+    stripped = text.rstrip()
+    if stripped:
+        return len(text) - len(stripped)
+    return run + len(text)

@@ -1,0 +1,79 @@
+"""The chat prompt a pool's model reads, with tools and tool-call history.
+
+A chat template that knows tools (Hermes, Qwen, Llama 3.1...) gets ``tools=`` and the history as
+is (tool-call ``arguments`` parsed to objects, as vLLM hands them to templates). A template that
+does not mention them (the tiny local models) gets the Hermes convention written into the
+messages: the tool signatures in a system turn, past calls as ``<tool_call>{...}</tool_call>`` text
+and tool results as ``<tool_response>`` text, so the pool's ``hermes`` parser reads the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+HERMES_SYSTEM = (
+    "You are a function calling AI model. You may call one or more functions to assist with the user query. "
+    "Function signatures are within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n"
+    "For each function call return a JSON object with the function name and arguments within "
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}"
+    "\n</tool_call>"
+)
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return raw
+
+
+def template_knows_tools(template: str | None) -> bool:
+    return bool(template) and "tools" in template and "tool_calls" in template
+
+
+def native_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History for a tool-aware template: arguments as objects, content never None."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        m["content"] = m.get("content") or ""
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": _arguments(c["function"]["arguments"])}}
+                               for c in m["tool_calls"]]
+        out.append(m)
+    return out
+
+
+def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """History for a template without tool support: everything as plain text turns (content a string)."""
+    out: list[dict[str, Any]] = []
+    if tools:
+        listed = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+        out.append({"role": "system", "content": HERMES_SYSTEM.format(tools=listed)})
+    for m in messages:
+        content = m.get("content") or ""
+        if m.get("tool_calls"):
+            calls = "".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"],
+                                                          "arguments": _arguments(c["function"]["arguments"])},
+                                                         ensure_ascii=False) + "\n</tool_call>"
+                            for c in m["tool_calls"])
+            content = (content + "\n" if content else "") + calls
+        if m.get("role") == "tool":
+            content = f"<tool_response>\n{content}\n</tool_response>"
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    """The prompt text (generation prompt appended) for ``messages`` and ``tools``."""
+    template = getattr(tokenizer, "chat_template", None)
+    has_tool_history = any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
+    if (tools or has_tool_history) and template_knows_tools(template if isinstance(template, str) else None):
+        return tokenizer.apply_chat_template(native_messages(messages), tools=tools, add_generation_prompt=True,
+                                             tokenize=False)
+    if tools or has_tool_history:
+        messages = hermes_messages(messages, tools)
+    else:
+        messages = [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
