@@ -37,11 +37,19 @@ async def sse_stream(
     last = first
     parts: list[str] = []
 
-    def piece(text: str | None, finish: str | None) -> bytes:
+    offset = 0  # completions logprobs: text_offset of the chunk's first token
+
+    def piece(chunk: GenerationChunk) -> bytes:
+        nonlocal offset
         if chat:
-            delta = {} if text is None else {"content": text}
-            return event(chat_chunk(rid, created, model, delta, finish))
-        return event(completion_chunk(rid, created, model, text or "", finish))
+            delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
+            if chunk.tool_calls:
+                delta["tool_calls"] = chunk.tool_calls
+            return event(chat_chunk(rid, created, model, delta, chunk.finish_reason, logprobs=chunk.logprobs))
+        payload = completion_chunk(rid, created, model, chunk.text or "", chunk.finish_reason,
+                                   logprobs=chunk.logprobs, offset=offset)
+        offset += len(chunk.text)
+        return event(payload)
 
     if chat:
         yield event(chat_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
@@ -50,8 +58,8 @@ async def sse_stream(
         while chunk is not None:
             last = chunk
             parts.append(chunk.text)
-            if chunk.text or chunk.finish_reason:
-                yield piece(chunk.text, chunk.finish_reason)
+            if chunk.text or chunk.finish_reason or chunk.tool_calls or chunk.logprobs:
+                yield piece(chunk)
             chunk = await anext(rest, None)
     except Exception as exc:  # a broken upstream after headers were sent
         err = find_gateway_error(exc) or UpstreamError("The model stream broke before completion.")
