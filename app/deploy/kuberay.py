@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.deploy.placement import group_bounds, group_labels, group_resources, secret_envs, services_group
+from app.deploy.placement import (
+    group_bounds,
+    group_labels,
+    group_resources,
+    required_secret_envs,
+    secret_envs,
+    services_group,
+)
 from app.deploy.profiles import NodeGroup, Profile
 from app.deploy.render import APP_NAME, NODE_EXPORTER_PORT, PROM_DIR, dump_yaml, serve_config
 
@@ -22,8 +29,13 @@ def _env(profile: Profile, group: NodeGroup) -> list[dict[str, Any]]:
     # the Serve runtime_env; here the emptyDir only makes the (fresh, per-pod) directory exist.
     env: list[dict[str, Any]] = [{"name": "PYTHONPATH", "value": profile.app_dir or "/opt/llm-gateway"}]
     if group.head or services_group(profile, group):
-        env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": profile.secret_name, "key": name}}}
-                for name in secret_envs(profile.gateway_config())]
+        cfg = profile.gateway_config()
+        required = required_secret_envs(cfg)
+        for name in secret_envs(cfg):
+            ref = {"name": profile.secret_name, "key": name}
+            if name not in required:
+                ref["optional"] = True
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

@@ -18,7 +18,7 @@ from app.deploy.profiles import NodeGroup, Profile
 
 SERVICES_RESOURCE = "cpu_services"
 SERVICES_PER_NODE = 100  # a cap on light replicas per CPU node; their CPUs are the real limit
-SERVICE_SECTIONS = ("ingress", "router", "cache", "fallback")
+SERVICE_SECTIONS = ("ingress", "router", "cache", "fallback", "batch")
 POOL_LABEL = "llmgw.io/pool"
 ACCELERATOR_LABEL = "ray.io/accelerator-type"
 
@@ -43,7 +43,7 @@ def placed_gateway(profile: Profile) -> dict[str, Any]:
         opts.update(num_gpus=tp, accelerator_type=group.gpu_type.ray_type,
                     resources={pool_resource(pool["name"]): 1})
     if profile.placement.services:
-        for section in SERVICE_SECTIONS:
+        for section in (s for s in SERVICE_SECTIONS if hasattr(cfg, s)):
             defaults = getattr(cfg, section).ray_actor_options
             opts = args.setdefault(section, {}).setdefault("ray_actor_options", dict(defaults))
             opts["resources"] = {SERVICES_RESOURCE: 1}
@@ -103,10 +103,30 @@ def services_group(profile: Profile, group: NodeGroup) -> bool:
 
 
 def secret_envs(cfg: GatewayConfig) -> list[str]:
-    """Every env var the gateway reads a secret from (Redis URL, API keys, provider keys), in a stable order."""
+    """Every env var the gateway may read a secret from, in a stable order: the Redis URL, then each
+    ``*_env`` / ``*_envs`` field of the config (API keys, provider keys, webhook and encryption keys)."""
     names = [REDIS_URL_ENV]
-    if cfg.auth.enabled:
-        names += [cfg.auth.admin_key_env, *cfg.auth.tenant_key_envs.values()]
-    names += [p.api_key_env for p in cfg.fallback.providers]
-    names += [c.api_key_env for c in cfg.observability.canary.canaries if c.api_key_env]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("_env") and isinstance(value, str):
+                    names.append(value)
+                elif key.endswith("_envs") and isinstance(value, dict):
+                    names.extend(v for v in value.values() if isinstance(v, str))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(cfg.model_dump())
     return list(dict.fromkeys(names))
+
+
+def required_secret_envs(cfg: GatewayConfig) -> set[str]:
+    """Secrets without which the gateway must not start (a pod waits for them); the others are optional."""
+    required = {REDIS_URL_ENV}
+    if cfg.auth.enabled:
+        required |= {cfg.auth.admin_key_env, *cfg.auth.tenant_key_envs.values()}
+    return required

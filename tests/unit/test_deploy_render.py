@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.config import REDIS_URL_ENV, load_config
-from app.deploy.placement import SERVICES_RESOURCE, pool_resource, secret_envs
+from app.deploy.placement import SERVICES_RESOURCE, pool_resource, required_secret_envs, secret_envs
 from app.deploy.profiles import Profile, load_profile, load_profiles
 from app.deploy.render import PROM_DIR, TARGETS, render, serve_config
 
@@ -92,6 +92,7 @@ def test_cpu_profile_fits_a_bare_ray_start_head_on_two_cpus() -> None:
     asked += cfg.ingress.ray_actor_options["num_cpus"] * cfg.ingress.num_replicas
     asked += cfg.router.ray_actor_options["num_cpus"] * cfg.router.num_replicas
     asked += cfg.cache.ray_actor_options["num_cpus"] + cfg.fallback.ray_actor_options["num_cpus"]
+    asked += cfg.batch.ray_actor_options["num_cpus"] * cfg.batch.num_replicas
     assert asked <= 2
 
 
@@ -175,13 +176,16 @@ def test_secrets_only_by_reference_and_only_where_read() -> None:
     cfg = load_config(ROOT / "serve_config.yaml")
     secrets = set(secret_envs(cfg))
     assert {REDIS_URL_ENV, "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLMGW_ADMIN_KEY"} <= secrets
+    assert {"LLMGW_WEBHOOK_SECRET", "LLMGW_CACHE_ENCRYPTION_KEY"} <= secrets  # every *_env field of the config
     text = (ROOT / "cluster/kuberay/rayservice.yaml").read_text()
     cluster = _rayservice()["spec"]["rayClusterConfig"]
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
         for container in group["template"]["spec"]["containers"]:
             for env in container.get("env", []):
                 if env["name"] in secrets:
-                    assert "value" not in env and env["valueFrom"]["secretKeyRef"]["key"] == env["name"]
+                    ref = env["valueFrom"]["secretKeyRef"]
+                    assert "value" not in env and ref["key"] == env["name"]
+                    assert ref.get("optional", False) is (env["name"] not in required_secret_envs(cfg))
     gpu_env = {e["name"] for g in cluster["workerGroupSpecs"] if g["groupName"].startswith("gpu")
                for e in g["template"]["spec"]["containers"][0]["env"]}
     assert not gpu_env & secrets  # pools read no secret
@@ -211,7 +215,7 @@ def test_every_replica_fits_exactly_the_group_meant_for_it() -> None:
     offered = _offered(cluster)
     cfg = load_config(ROOT / "serve_config.yaml")
     deployments = {f"pool-{p.name}": p.ray_actor_options for p in cfg.pools}
-    deployments |= {s: getattr(cfg, s).ray_actor_options for s in ("ingress", "router", "cache", "fallback")}
+    deployments |= {s: getattr(cfg, s).ray_actor_options for s in ("ingress", "router", "cache", "fallback", "batch")}
     expected = {"pool-small": "gpu-small", "pool-large": "gpu-large"}
     for name, opts in deployments.items():
         fits = [g for g, res in offered.items() if all(res.get(k, 0) >= v for k, v in _asks(opts).items())]
