@@ -89,6 +89,7 @@ def run(
 ) -> None:
     """Run the gateway locally until Ctrl-C (builds the tiny models first if missing)."""
     ensure_tiny_models()
+    local_admin_key()
     start_gateway(config, host=host, port=port, num_cpus=num_cpus)
     typer.echo(f"llm-gateway ready at http://{host}:{port}  (Ctrl-C to stop)")
     stop = threading.Event()
@@ -98,6 +99,17 @@ def run(
     from ray import serve
 
     serve.shutdown()
+
+
+def local_admin_key(env: str = "LLMGW_ADMIN_KEY", path: Path = Path(".cache/admin_key")) -> None:
+    """Without $LLMGW_ADMIN_KEY: a local admin key in .cache/admin_key (0600), exported to the gateway."""
+    if os.environ.get(env):
+        return
+    from app.policy.auth import ensure_local_admin_key
+
+    key, created = ensure_local_admin_key(path)
+    os.environ[env] = key  # the Ray processes started from here inherit it; `llmgw keys` reads the file
+    typer.echo(f"admin key {'written to' if created else 'read from'} {path} (used by `llmgw keys`, `llmgw usage`)")
 
 
 def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
@@ -114,6 +126,8 @@ def _mount_optional(module: str, attr: str, name: str, help_text: str) -> None:
 
 _mount_optional("app.routing.cli", "router_app", "router", "Train and evaluate the routing classifier.")
 _mount_optional("app.caching.cli", "cache_app", "cache", "Cache quality eval, stats, invalidation, flush.")
+_mount_optional("app.policy.cli", "keys_app", "keys", "API keys: create, list, show, update, revoke, rotate.")
+_mount_optional("app.policy.cli", "usage", "usage", "Usage per tenant and key: requests, tokens, spend, budget.")
 _mount_optional("app.batch.cli", "batch_app", "batch", "Batches: submit JSONL (--wait), status, results, cancel.")
 _mount_optional("app.prompts.cli", "prompts_app", "prompts", "Prompt registry: versions, labels, diff, experiments.")
 _mount_optional("app.evaluation.cli", "eval_command", "eval", "Run a regression suite (checks + LLM judge) on a prompt.")
