@@ -31,8 +31,10 @@ class FallbackDeployment:
                      ) -> AsyncIterator[GenerationChunk]:
         with start_span("fallback.providers", carrier=carrier) as span:
             steps = [Step(f"provider:{p.cfg.name}", lambda p=p: p.stream(req),
-                          self.breakers.get(f"provider:{p.cfg.name}")) for p in self.providers]
-            result = await run_chain(steps, self.config.retry, self.config.unavailable_retry_after_s)
+                          self.breakers.get(f"provider:{p.cfg.name}"), capabilities=p.capabilities)
+                     for p in self.providers]
+            result = await run_chain(steps, self.config.retry, self.config.unavailable_retry_after_s,
+                                     needs=req.needs())
             span.set_attribute("llmgw.provider", result.path)
             yield result.first
             async for chunk in result.rest:

@@ -5,12 +5,13 @@ whose breaker is open is skipped; bad requests (4xx from our own validation) sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from app.errors import InvalidRequestError, ServiceUnavailableError, find_gateway_error, upstream_error
-from app.generation import GenerationChunk
+from app.generation import GenerationChunk, merge_chunks
 from app.resilience.breaker import CircuitBreaker
 from app.resilience.retry import call_with_retries
 from app.resilience.settings import RetryConfig
@@ -26,6 +27,12 @@ class Step:
     retry: bool = True
     degraded: bool = False
     first_chunk_timeout_s: float | None = None  # an upstream with no replica would otherwise queue forever
+    # What the step can honour ("tools", "response_format", "logprobs", "logit_bias"); None = everything.
+    # A step lacking one of the request's needs (GenerationRequest.needs()) is skipped, never degraded.
+    capabilities: frozenset[str] | None = None
+
+    def supports(self, needs: frozenset[str]) -> bool:
+        return self.capabilities is None or needs <= self.capabilities
 
 
 @dataclass
@@ -38,12 +45,11 @@ class ChainResult:
 
     async def collect(self) -> GenerationChunk:
         """The whole answer as one chunk (non-streaming responses)."""
-        parts, last = [self.first.text], self.first
+        chunks = [self.first]
         async for chunk in self.rest:
-            parts.append(chunk.text)
-            last = chunk
-        return GenerationChunk("".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens,
-                               last.model or self.first.model)
+            chunks.append(chunk)
+        whole = merge_chunks(chunks)
+        return dataclasses.replace(whole, model=whole.model or self.first.model)
 
     def cancel(self) -> None:
         cancel = getattr(self.rest, "cancel", None)
@@ -67,9 +73,13 @@ async def _first_chunk(open_stream: Callable[[], AsyncIterator[GenerationChunk]]
     return first, stream
 
 
-async def run_chain(steps: list[Step], retry: RetryConfig, retry_after_s: int = 10) -> ChainResult:
+async def run_chain(steps: list[Step], retry: RetryConfig, retry_after_s: int = 10,
+                    needs: frozenset[str] = frozenset()) -> ChainResult:
     attempts: list[tuple[str, str]] = []
     for step in steps:
+        if not step.supports(needs):
+            attempts.append((step.name, "unsupported:" + "+".join(sorted(needs - (step.capabilities or set())))))
+            continue
         if step.breaker is not None and not step.breaker.allow():
             attempts.append((step.name, "breaker_open"))
             continue

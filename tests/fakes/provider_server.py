@@ -1,5 +1,10 @@
 """A real local HTTP server speaking the OpenAI chat-completions and Anthropic messages wire formats,
-with switchable fault modes. Raw asyncio HTTP/1.1 so faults (resets, broken streams) are real."""
+with switchable fault modes. Raw asyncio HTTP/1.1 so faults (resets, broken streams) are real.
+
+Tools and structured output in both formats: a forced tool choice (OpenAI ``required`` / named,
+Anthropic ``any`` / ``tool``) answers with a streamed call whose arguments satisfy the function's
+schema; an OpenAI ``response_format`` answers with JSON satisfying it (``bad_json`` mode: violating
+it); ``logprobs`` adds OpenAI logprob entries."""
 
 from __future__ import annotations
 
@@ -12,7 +17,39 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-MODES = ("ok", "500", "503", "429", "slow", "reset", "broken_stream", "400")
+MODES = ("ok", "500", "503", "429", "slow", "reset", "broken_stream", "400", "bad_json")
+
+
+def instance(schema: dict[str, Any]) -> Any:
+    """A small value satisfying the simple schemas tests use (enum, const, type, required properties)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return instance(schema["anyOf"][0])
+    kind = schema.get("type", "object")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: instance(props.get(k, {})) for k in schema.get("required", list(props))}
+    if kind == "array":
+        return [instance(schema.get("items", {}))] * schema.get("minItems", 0)
+    return {"string": "x", "integer": max(1, schema.get("minimum", 1)), "number": 1.5, "boolean": True,
+            "null": None}.get(kind, "x")
+
+
+def _forced_openai(body: dict) -> list[dict] | None:
+    """(name, parameters) for the calls an OpenAI request forces, else None."""
+    tools = {t["function"]["name"]: t["function"].get("parameters") or {} for t in body.get("tools") or []}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        name = choice["function"]["name"]
+        return [{"name": name, "parameters": tools.get(name, {})}]
+    if choice == "required" and tools:
+        name = next(iter(tools))
+        return [{"name": name, "parameters": tools[name]}]
+    return None
 
 
 @dataclass
@@ -86,7 +123,7 @@ class FakeProvider:
             await writer.drain()
             return
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-        events = self._anthropic_events(body) if path.endswith("/messages") else self._openai_events(body)
+        events = self._anthropic_events(body) if path.endswith("/messages") else self._openai_events(body, mode)
         for i, event in enumerate(events):
             if mode == "broken_stream" and i == 3:
                 writer.transport.abort()
@@ -105,16 +142,44 @@ class FakeProvider:
         criteria = [c.strip() for c in line.removeprefix("CRITERIA:").split(",") if c.strip()]
         return [json.dumps({"scores": {c: self.judge_score for c in criteria}, "reasoning": "fake judge"})]
 
-    def _openai_events(self, body: dict) -> list[str]:
+    def _words(self, body: dict, mode: str) -> list[str]:
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_object":
+            return ['{"fake":', ' true}']
+        if fmt.get("type") == "json_schema":
+            text = json.dumps(instance(fmt["json_schema"].get("schema") or {}))
+            if mode == "bad_json":
+                text = json.dumps({"unexpected": [1, 2]})
+            return [text[i:i + 8] for i in range(0, len(text), 8)] or ["{}"]
+        return self.words
+
+    def _openai_events(self, body: dict, mode: str = "ok") -> list[str]:
         model = body.get("model", "fake")
         out = []
-        words = self._judge_words(body) or self.words
-        for i, w in enumerate(words):
-            last = i == len(words) - 1
+        forced = _forced_openai(body)
+
+        def chunk_event(delta: dict, finish: str | None, logprobs: dict | None = None) -> str:
             chunk = {"id": "f", "object": "chat.completion.chunk", "model": model,
-                     "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": "stop" if last else None}]}
-            out.append(f"data: {json.dumps(chunk)}\n\n")
-        usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]}
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        if forced:
+            for i, call in enumerate(forced):
+                args = json.dumps(instance(call["parameters"]))
+                out.append(chunk_event({"tool_calls": [{"index": i, "id": f"call_fake{i}", "type": "function",
+                                                        "function": {"name": call["name"], "arguments": ""}}]}, None))
+                out += [chunk_event({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 5]}}]}, None)
+                        for j in range(0, len(args), 5)]
+            out.append(chunk_event({}, "stop" if isinstance(body.get("tool_choice"), dict) else "tool_calls"))
+        words = [] if forced else (self._judge_words(body) or self._words(body, mode))
+        for i, w in enumerate(words):
+            logprobs = None
+            if body.get("logprobs"):
+                top = [{"token": w, "logprob": -0.5, "bytes": list(w.encode())}][:body.get("top_logprobs") or 0]
+                logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top_logprobs": top}]}
+            out.append(chunk_event({"content": w}, "stop" if i == len(words) - 1 else None, logprobs))
+        n = max(len(words), 1)
+        usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}
         out.append(f"data: {json.dumps({'id': 'f', 'choices': [], 'usage': usage})}\n\n")
         out.append("data: [DONE]\n\n")
         return out
@@ -124,6 +189,18 @@ class FakeProvider:
             return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
         start = {"message": {"id": "m", "model": body.get("model"), "usage": {"input_tokens": 9}}}
+        choice = body.get("tool_choice") or {}
+        if choice.get("type") in ("tool", "any") and body.get("tools"):
+            tool = next((t for t in body["tools"] if t["name"] == choice.get("name")), body["tools"][0])
+            args = json.dumps(instance(tool.get("input_schema") or {}))
+            out = [ev("message_start", start), ev("content_block_start", {"index": 0, "content_block": {
+                "type": "tool_use", "id": "toolu_fake0", "name": tool["name"], "input": {}}})]
+            out += [ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
+                                                                     "partial_json": args[j:j + 5]}})
+                    for j in range(0, len(args), 5)]
+            return [*out, ev("content_block_stop", {"index": 0}),
+                    ev("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}}),
+                    ev("message_stop", {})]
         out = [ev("message_start", start),
                ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
         out += [ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
