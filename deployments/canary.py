@@ -18,8 +18,9 @@ from app.observability.settings import CanarySettings
 
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
 class CanaryRunner:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], judge: dict[str, Any] | None = None) -> None:
         self.settings = CanarySettings.model_validate(settings)
+        self.judge_config = judge  # evaluation.judge: enables judge_score checks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="canaries", daemon=True)
         self._thread.start()
@@ -27,7 +28,13 @@ class CanaryRunner:
     def _run(self) -> None:
         async def main() -> None:
             stop = asyncio.Event()
-            task = asyncio.create_task(run_periodically(self.settings.base_url, self.settings, stop))
+            judge = None
+            if self.judge_config is not None:
+                from app.evaluation.judge import Judge, canary_judge
+                from app.evaluation.settings import JudgeConfig
+
+                judge = canary_judge(Judge(JudgeConfig.model_validate(self.judge_config)))
+            task = asyncio.create_task(run_periodically(self.settings.base_url, self.settings, stop, judge=judge))
             while not self._stop.is_set():
                 await asyncio.sleep(0.5)
             stop.set()
