@@ -75,6 +75,11 @@ class Router:
         self.memo.put(text, vector)
         return vector
 
+    async def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """``/v1/embeddings``: unit-norm all-MiniLM-L6-v2 vectors of ``texts`` (checked by app.api.embeddings)."""
+        vectors = await asyncio.to_thread(self.embedder.encode, texts)
+        return [v.tolist() for v in vectors]
+
     async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None) -> RouteDecision:
         """Embedding of ``text`` and, if ``classify``, the pool it should go to."""
         with start_span("router.analyze", carrier=carrier) as span:

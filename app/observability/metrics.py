@@ -77,6 +77,9 @@ CANARY_DEVIATION = Gauge("llmgw_canary_deviation", "1 if the canary's last run d
                          ["canary"], multiprocess_mode="mostrecent", **_R)
 CANARY_LATENCY = Histogram("llmgw_canary_latency_seconds", "Canary request latency.", ["canary"],
                            buckets=LATENCY_BUCKETS, **_R)
+STRUCTURED = Counter("llmgw_structured_output", "Structured-output checks of final answers: valid, invalid "
+                     "(a violation), truncated (finish length), reask (re-asked once), failed (502 after the re-ask).",
+                     ["outcome"], **_R)
 REQUEST_LOG_DROPPED = Counter("llmgw_request_log_dropped", "Request log records dropped (queue full or sink error).",
                               ["sink"], **_R)
 BATCH_QUEUE_DEPTH = Gauge("llmgw_batch_queue_depth", "Batch lane entries not yet acknowledged, per lane.",
