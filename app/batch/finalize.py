@@ -20,6 +20,15 @@ from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
+# One settler per batch. KEYS: batch; ARGV: now, stale_after_s -> 1 this caller settles, 0 settled/claimed
+CLAIM_SETTLE = """
+if redis.call('HEXISTS', KEYS[1], 'settled') == 1 then return 0 end
+local c = redis.call('HGET', KEYS[1], 'settle_claim')
+if c and tonumber(c) > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'settle_claim', ARGV[1])
+return 1
+"""
+
 SKIP = {"cancel": ("cancelled", "batch_cancelled", "The batch was cancelled before this request started."),
         "expire": ("expired", "batch_expired", "This request could not be executed before the batch's "
                                                "completion window expired.")}
@@ -37,6 +46,7 @@ class Finisher:
         self.keys = store.keys
         self.ledger = ledger or NullLedger()
         self.sender = sender
+        self.claim_settle = store.redis.register_script(CLAIM_SETTLE)
 
     async def finalize(self, bid: str) -> None:
         """All lines have a result: in_progress → finalizing → completed."""
@@ -66,8 +76,11 @@ class Finisher:
     async def _sweep_one(self, bid: str, now: float) -> None:
         redis = self.store.redis
         h = await self.store.batch_any(bid)
-        if not h or h["status"] in TERMINAL:
+        if not h:
             await redis.srem(self.keys.active, bid)
+            return
+        if h["status"] in TERMINAL:  # ended, but its settlement/cleanup did not finish (a worker died)
+            await self._close(bid, h["status"], [h["status"]])
             return
         status, stop = h["status"], h.get("stop")
         if not stop and status in ("in_progress", "finalizing") and now >= float(h.get("expires_at") or "inf"):
@@ -118,13 +131,17 @@ class Finisher:
                                    ("e", "error_file_id", int(h.get("failed") or 0))):
             if count and not h.get(field):
                 fid = view_file_id(bid, flag)
-                await s.add_view_file(h["tenant"], bid, flag, count, fid=fid)
+                await s.add_view_file(h["tenant"], bid, flag, count, fid=fid, size=int(h.get(f"bytes_{flag}") or 0))
                 await redis.hset(k.batch(bid), field, fid)
-        moved = await s.transition(bid, final, TIMESTAMP[final], sources)
+        moved = h["status"] != final and await s.transition(bid, final, TIMESTAMP[final], sources)
         h = await s.batch_any(bid)
         if h["status"] not in TERMINAL:
             return  # someone else moved it meanwhile (e.g. a cancel during finalizing): the next sweep decides
+        # A claim makes concurrent finalizers settle once; a claim older than claim_idle_ms (its worker died
+        # before recording "settled") is taken over — the ledger's settle is idempotent per reservation.
         if not h.get("settled"):
+            if not await self.claim_settle(keys=[k.batch(bid)], args=[time.time(), self.cfg.claim_idle_ms / 1000]):
+                return  # another finalizer is settling; the batch stays active until it has
             await self.ledger.settle(h.get("reservation", ""), float(h.get("cost_usd") or 0.0))
             await redis.hset(k.batch(bid), "settled", "1")
         async with redis.pipeline(transaction=False) as pipe:

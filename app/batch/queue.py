@@ -34,6 +34,7 @@ WRITE_RESULT = """
 redis.call('HDEL', KEYS[3], ARGV[1])
 if ARGV[6] ~= '' then redis.call('XACK', KEYS[4], ARGV[5], ARGV[6]) end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
+redis.call('HINCRBY', KEYS[2], 'bytes_' .. string.sub(ARGV[2], 1, 1), string.len(ARGV[2]))  -- line + newline
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'completed', 1)
 else redis.call('HINCRBY', KEYS[2], 'failed', 1) end
 if tonumber(ARGV[4]) > 0 then redis.call('HINCRBYFLOAT', KEYS[2], 'cost_usd', ARGV[4]) end

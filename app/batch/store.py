@@ -86,11 +86,11 @@ class BatchStore:
     def upload(self) -> FileUpload:
         return FileUpload(self, new_id("file"))
 
-    async def add_view_file(self, tenant: str, bid: str, flag: str, count: int, fid: str) -> str:
+    async def add_view_file(self, tenant: str, bid: str, flag: str, count: int, fid: str, size: int = 0) -> str:
         """An output ("o") or error ("e") file of a batch: a view over its results, in line order."""
         now = int(time.time())
         meta = {"id": fid, "tenant": tenant, "filename": f"{bid}_{'output' if flag == 'o' else 'error'}.jsonl",
-                "purpose": "batch_output", "bytes": "0", "created_at": str(now),
+                "purpose": "batch_output", "bytes": str(size), "created_at": str(now),
                 "expires_at": str(now + self.cfg.retention_s), "status": "processed", "source": f"batch:{bid}:{flag}",
                 "lines": str(count)}
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -40,8 +40,18 @@ def clean_prefix():
     clean()  # (the lane's stream/group live on while the graph runs; leftovers of earlier runs are harmless)
 
 
+@pytest.fixture(scope="module")
+def batch_lane(gateway_url: str) -> str:
+    """The graph runs the BatchWorkers deployment (app/graph.py binds it when the lane has a Redis)."""
+    if not _batch_replicas():
+        pytest.skip("BatchWorkers is not part of this graph (app/graph.py: batch = _batch_app(...) not wired)")
+    return gateway_url
+
+
 @pytest.fixture()
-def sdk(gateway_url: str):
+def sdk(batch_lane: str):
+    gateway_url = batch_lane
+
     def make(tenant: str = "batch-tenant") -> OpenAI:
         return OpenAI(base_url=f"{gateway_url}/v1", api_key="unused", default_headers={"x-llmgw-tenant": tenant},
                       max_retries=0, timeout=60)
@@ -157,7 +167,8 @@ class _Hook(BaseHTTPRequestHandler):
         return None
 
 
-def test_async_request_and_its_webhook_signed_and_retried_after_a_500(gateway_url: str) -> None:
+def test_async_request_and_its_webhook_signed_and_retried_after_a_500(batch_lane: str) -> None:
+    gateway_url = batch_lane
     sender = pytest.importorskip("app.webhooks.sender")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()

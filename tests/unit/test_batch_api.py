@@ -144,7 +144,9 @@ async def test_sdk_round_trip_with_one_result_per_custom_id(lane) -> None:
             break
         await asyncio.sleep(0.05)
     assert b.status == "completed" and b.request_counts.completed == 120 and b.error_file_id is None
-    out = [json.loads(x) for x in (await client.files.content(b.output_file_id)).text.splitlines()]
+    raw = (await client.files.content(b.output_file_id)).content
+    assert (await client.files.retrieve(b.output_file_id)).bytes == len(raw)
+    out = [json.loads(x) for x in raw.splitlines()]
     assert sorted(o["custom_id"] for o in out) == sorted(f"r{i}" for i in range(120))
     assert out[7]["response"]["body"]["choices"][0]["message"]["content"] == "acme:m7"
     listed = [x.id async for x in client.batches.list(limit=5)]
