@@ -232,7 +232,7 @@ def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_g
     if not config.prompts.enabled:
         return None
     registry = PromptRegistry(store or build_store(config.redis.url, config.prompts), config.prompts)
-    experiments = Experiments(registry)
+    experiments = Experiments(registry, set(config.model_names()))
     ev = config.evaluation
     judge = Judge(ev.judge) if ev.judge is not None else None
     shadow = None

@@ -43,8 +43,9 @@ def _validation_error(exc: ValidationError) -> InvalidRequestError:
 
 
 class Experiments:
-    def __init__(self, registry: PromptRegistry) -> None:
+    def __init__(self, registry: PromptRegistry, model_names: set[str] | None = None) -> None:
         self.registry = registry
+        self.model_names = model_names  # what a variant's model may name (None: not checked here)
         self.store = registry.store
         self._active: dict[tuple[str, str], tuple[int, Experiment | None]] = {}
 
@@ -58,6 +59,9 @@ class Experiments:
         await self.registry.get_version(tenant, spec.prompt, label=spec.label)  # 404 unless the label exists
         targets: list[Target] = [*spec.variants, *([spec.shadow] if spec.shadow else [])]
         for target in targets:
+            if target.model is not None and self.model_names is not None and target.model not in self.model_names:
+                raise InvalidRequestError(f"Unknown model '{target.model}' (models: "
+                                          f"{', '.join(sorted(self.model_names))}).", param="variants")
             if target.version is not None or target.label is not None:
                 await self.registry.get_version(tenant, spec.prompt, target.version, target.label)
         existing = await self.store.kv_get(f"x:{ns}:{spec.name}")

@@ -170,6 +170,8 @@ class MemoryPromptStore:
 
     async def kv_delete(self, key: str) -> None:
         self._kv.pop(key, None)
+        self._hashes.pop(key, None)
+        self._sets.pop(key, None)
 
     async def hincr(self, key: str, amounts: dict[str, float]) -> None:
         h = self._hashes.setdefault(key, {})

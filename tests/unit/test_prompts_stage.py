@@ -176,3 +176,21 @@ async def test_shadow_budget_and_concurrency_bound() -> None:
     await drain(pipe, ctx(REF))
     await shadow.wait()
     assert shadow.counts["ok"] == 2 and shadow.counts["skipped_budget"] == 1
+
+
+async def test_experiment_models_are_checked_and_restart_resets_stats() -> None:
+    from app.pipeline.render_prompt import build_prompt_wiring
+
+    wiring = build_prompt_wiring(config())
+    await wiring.registry.create("acme", "p", template(), labels=["production"])
+    with pytest.raises(InvalidRequestError, match="Unknown model 'gpt-9'"):
+        await wiring.experiments.start("acme", {"name": "e", "prompt": "p",
+                                                "variants": [{"name": "a", "weight": 1, "model": "gpt-9"}]})
+    exp = await wiring.experiments.start("acme", {"name": "e", "prompt": "p", "variants": [
+        {"name": "a", "weight": 1, "model": "large"}]})
+    from app.prompts.experiment_store import Outcome
+    await wiring.experiments.record_outcome(exp, "a", Outcome(latency_ms=30))
+    assert (await wiring.experiments.status("acme", "e"))["variants"]["a"]["requests"] == 1
+    await wiring.experiments.stop("acme", "e")
+    await wiring.experiments.start("acme", {"name": "e", "prompt": "p", "variants": [{"name": "a", "weight": 1}]})
+    assert (await wiring.experiments.status("acme", "e"))["variants"]["a"]["requests"] == 0
