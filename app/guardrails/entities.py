@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import regex
@@ -37,7 +38,7 @@ class Entity:
     def placeholder(self) -> str:
         return f"[{self.name}]"
 
-    @property
+    @cached_property
     def max_len(self) -> int:
         """The longest text the head pattern can match (hold-back bound of a streaming redactor)."""
         return int(_sre_parse.parse(self.source).getwidth()[1])
@@ -57,7 +58,7 @@ _ENTITIES: list[Entity] = [
            tail="[A-Za-z0-9_]"),
     Entity("GOOGLE_API_KEY", "secret", rf"(?<![A-Za-z0-9_-])AIza{_KEY}{{35}}", tail=_KEY),
     Entity("SLACK_TOKEN", "secret", r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10}", tail="[A-Za-z0-9-]"),
-    Entity("SLACK_WEBHOOK", "secret", r"https://hooks\.slack\.com/services/[A-Za-z0-9]{6}", tail="[A-Za-z0-9/_-]"),
+    Entity("SLACK_WEBHOOK", "secret", r"https://hooks\.slack\.com/services/[A-Za-z0-9]{4}", tail="[A-Za-z0-9/_-]"),
     Entity("JWT", "secret", rf"(?<![A-Za-z0-9_-])eyJ{_KEY}{{5,200}}\.eyJ{_KEY}{{5}}", tail=r"[A-Za-z0-9_.-]"),
     Entity("BEARER_TOKEN", "secret", r"(?P<keep>(?i:\bbearer)\s{1,3})[A-Za-z0-9._~+/=-]{20}",
            tail=r"[A-Za-z0-9._~+/=-]"),
@@ -80,16 +81,26 @@ PII_ENTITIES = [e.name for e in _ENTITIES if e.kind == "pii"]
 SECRET_ENTITIES = [e.name for e in _ENTITIES if e.kind == "secret"]
 
 
+_ASCII = [chr(i) for i in range(32, 127)] + ["\t", "\n", "\r"]
+
+
 @dataclass(frozen=True)
 class Compiled:
     entity: Entity
-    pattern: regex.Pattern[str]
-    prefilter: str  # the source without named groups, for the combined search
-    tail: regex.Pattern[str] | None
-    until: regex.Pattern[str] | None
+    fast: re.Pattern[str]  # stdlib regex: settled matches (faster)
+    pattern: regex.Pattern[str]  # the same with partial matching: could a match still start here?
+    first: frozenset[str]  # ASCII characters a match can start with (any non-ASCII character may)
+    tail: re.Pattern[str] | None
+    until: re.Pattern[str] | None
+    max_len: int
+
+    def may_start(self, ch: str) -> bool:
+        return ch in self.first or ord(ch) > 126
 
 
 def compile_entity(entity: Entity) -> Compiled:
-    return Compiled(entity, regex.compile(entity.source), re.sub(r"\(\?P<\w+>", "(?:", entity.source),
-                    regex.compile(entity.tail + "+") if entity.tail else None,
-                    regex.compile(entity.until) if entity.until else None)
+    partial = regex.compile(entity.source)
+    first = frozenset(ch for ch in _ASCII if partial.match(ch, partial=True) is not None)
+    return Compiled(entity, re.compile(entity.source), partial, first,
+                    re.compile(entity.tail + "+") if entity.tail else None,
+                    re.compile(entity.until) if entity.until else None, entity.max_len)

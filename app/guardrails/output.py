@@ -154,7 +154,7 @@ class StreamRedactor:
             return result.text
         if result.open_entity is not None:
             self._open = result.open_entity
-            self._buf = text[-result.open_entity.entity.max_len:] if result.open_entity.until is not None else ""
+            self._buf = text[-result.open_entity.max_len:] if result.open_entity.until is not None else ""
             self._ctx = text[-CONTEXT_CHARS:]
             return result.text
         self._ctx = text[max(0, result.consumed - CONTEXT_CHARS):result.consumed]
@@ -177,7 +177,7 @@ class StreamRedactor:
         hay = self._buf + delta  # _buf: the last chars of the block, an END line may straddle chunks
         u = c.until.search(hay) if c.until is not None else None
         if u is None:
-            self._buf = "" if final else hay[-c.entity.max_len:]
+            self._buf = "" if final else hay[-c.max_len:]
             if final:
                 self._open = None
             return ""

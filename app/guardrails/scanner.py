@@ -8,10 +8,9 @@ could still change with more text (a partial match, or a match touching the end)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import regex
 
 from app.guardrails.entities import ENTITIES, Compiled, compile_entity
 
@@ -46,10 +45,9 @@ class Scanner:
             raise ValueError(f"unknown entities: {sorted(unknown)}")
         self.compiled = [compile_entity(e) for name, e in ENTITIES.items() if name in wanted]
         self.ignore = {k: frozenset(v.strip().lower() for v in vals) for k, vals in (ignore or {}).items()}
-        self.max_len = max((c.entity.max_len for c in self.compiled), default=0)
-        self.combined = regex.compile("|".join(f"(?:{c.prefilter})" for c in self.compiled)) if self.compiled else None
+        self.max_len = max((c.max_len for c in self.compiled), default=0)
 
-    def _accept(self, c: Compiled, m: regex.Match[str]) -> bool:
+    def _accept(self, c: Compiled, m: re.Match[str]) -> bool:
         keep = m.groupdict().get("keep") or ""
         value = m.group(0)[len(keep):]
         if c.entity.validator is not None and not c.entity.validator(value):
@@ -63,19 +61,26 @@ class Scanner:
         out: list[str] = []
         hits: list[Hit] = []
         n, p = len(text), pos
-        if self.combined is None:
-            return ScanResult(text[pos:], n)
+        nxt: list[re.Match[str] | None] = [None] * len(self.compiled)  # each entity's next match from p
+        stale = [True] * len(self.compiled)
+
+        def next_start(k: int) -> int:
+            m = nxt[k]
+            if stale[k] or (m is not None and m.start() < p):
+                m = nxt[k] = self.compiled[k].fast.search(text, p)
+                stale[k] = False
+            return n if m is None else m.start()
+
         while True:
             u = n if final else self._frontier(text, p)
             while p < u:
-                m = self.combined.search(text, p)
-                if m is None or m.start() >= u:
+                q = min((next_start(k) for k in range(len(self.compiled))), default=n)
+                if q >= u:
                     out.append(text[p:u])
                     p = u
                     break
-                q = m.start()
-                chosen = next(((c, em) for c in self.compiled
-                               if (em := c.pattern.match(text, q)) is not None and self._accept(c, em)), None)
+                chosen = next(((c, m) for c, m in zip(self.compiled, nxt, strict=True)
+                               if m is not None and m.start() == q and self._accept(c, m)), None)
                 if chosen is None:
                     out.append(text[p:q + 1])
                     p = q + 1
@@ -101,12 +106,10 @@ class Scanner:
         settled when no full or partial match of it starts there.
         """
         n = len(text)
-        assert self.combined is not None
         for i in range(max(p, n - self.max_len - 1), n):
-            if self.combined.match(text, i, partial=True) is None:
-                continue
+            ch = text[i]
             for c in self.compiled:
-                if i >= n - c.entity.max_len - 1 and c.pattern.match(text, i, partial=True) is not None:
+                if i >= n - c.max_len - 1 and c.may_start(ch) and c.pattern.match(text, i, partial=True) is not None:
                     return i
         return n
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _NON_DIGIT = re.compile(r"\D")
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")  # an SSN (valid or not) is never a phone number
 _DATE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}")
 
 
@@ -57,7 +58,7 @@ def ssn_ok(text: str) -> bool:
 def phone_ok(text: str) -> bool:
     """8-15 digits, not a date, not a run of years (``2023 2024 2025``)."""
     n = digits(text)
-    if not 8 <= len(n) <= 15 or _DATE.fullmatch(text.strip()):
+    if not 8 <= len(n) <= 15 or _DATE.fullmatch(text.strip()) or _SSN_SHAPE.fullmatch(text.strip()):
         return False
     groups = [g for g in re.split(r"[^\d]+", text) if g]
     return not (len(groups) > 1 and all(len(g) == 4 and g[:2] in ("19", "20") for g in groups))
