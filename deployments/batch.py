@@ -70,7 +70,7 @@ class BatchWorkers:
 
         self.consumer = f"batch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         store = BatchStore(connect(redis_url_of(cfg)), b)
-        self.worker = BatchWorker(store, pipeline_executor(pipeline), consumer=self.consumer,
+        self.worker = BatchWorker(store, pipeline_executor(pipeline, cfg.auth.tenant_header), consumer=self.consumer,
                                   gate=CapacityGate(self.gates), pool_for=pool_for,
                                   sender=make_webhook_sender(cfg, store.redis))
         loop = asyncio.get_running_loop()

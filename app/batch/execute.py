@@ -18,8 +18,10 @@ from app.pipeline.pipeline import Pipeline
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 
 
-def pipeline_executor(pipeline: Pipeline, served: frozenset[str] = frozenset({"chat", "completions"})):
-    """The worker's ``execute`` callable: one unary pipeline run per line."""
+def pipeline_executor(pipeline: Pipeline, tenant_header: str = "x-llmgw-tenant",
+                      served: frozenset[str] = frozenset({"chat", "completions"})):
+    """The worker's ``execute`` callable: one unary pipeline run per line (the tenant header too, for an
+    authenticate stage that does not keep a preset principal)."""
 
     async def execute(body: Any, endpoint: str, tenant: str, key_id: str | None,
                       models: tuple[str, ...] | None = None) -> tuple[int, Any]:
@@ -31,7 +33,8 @@ def pipeline_executor(pipeline: Pipeline, served: frozenset[str] = frozenset({"c
             body = {"__invalid_body__": body}  # the parse stage answers a 400 naming the missing fields
         body = {k: v for k, v in body.items() if k != "stream_options"}
         principal = Principal(tenant=tenant, key_id=key_id, models=models)
-        status, payload, _ = await run_unary(pipeline, kind, body, principal=principal, lane="batch")
+        status, payload, _ = await run_unary(pipeline, kind, body, headers={tenant_header: tenant},
+                                             principal=principal, lane="batch")
         return status, payload
 
     return execute
