@@ -96,6 +96,8 @@ class BatchWorker:
                 entries = await self.queue.read(self.consumer, self.free(), block_ms=1000)
             except Exception as exc:
                 logger.warning("batch queue read failed (%s); retrying", type(exc).__name__)
+                if "NOGROUP" in str(exc):  # the streams were deleted (e.g. a flushed Redis): recreate them
+                    await _quietly(self.queue.ensure_groups())
                 await asyncio.sleep(1.0)
                 continue
             for entry in entries:
@@ -344,6 +346,13 @@ class BatchWorker:
             except Exception as exc:
                 logger.warning("async request %s: webhook failed (%s)", h["id"], type(exc).__name__)
                 await self.redis.hset(key, "webhook", "failed")
+
+
+async def _quietly(coro: Awaitable[Any]) -> None:
+    try:
+        await coro
+    except Exception as exc:
+        logger.warning("batch queue: %s", type(exc).__name__)
 
 
 def delivery_status(result: Any) -> str:
