@@ -249,6 +249,8 @@ class BatchWorker:
             await self.rate.acquire(tenant, sum(worst_case_tokens(body, endpoint, 256)))
         slot = self.gate.slot(pool) if self.gate is not None else _null()
         async with slot:
+            if key is not None and await self.redis.hexists(self.keys.batch(key[0]), "stop"):
+                return None, None, 0.0  # cancelled or expired while it waited for capacity: never started
             task = asyncio.create_task(self._call(body, endpoint, tenant, key_id, models))
             if key is not None:
                 self.executing[key] = task
