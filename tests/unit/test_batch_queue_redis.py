@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from app.batch.gate import CapacityGate, PoolGate
 from app.batch.keys import GROUP
 from app.batch.service import BatchService
 from app.batch.settings import BatchConfig
@@ -90,8 +91,9 @@ def chat_line(i: int, **over) -> dict:
             "body": {"model": "small", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 4}, **over}
 
 
-def start(service: BatchService, workers: list, executor, name: str) -> BatchWorker:
-    w = BatchWorker(service.store, executor, consumer=name, ledger=service.ledger)
+def start(service: BatchService, workers: list, executor, name: str, gate=None) -> BatchWorker:
+    w = BatchWorker(service.store, executor, consumer=name, ledger=service.ledger, gate=gate,
+                    pool_for=lambda body: "small")
     workers.append(w)
     w.run_task = asyncio.create_task(w.run())
     return w
@@ -215,7 +217,8 @@ async def test_cancel_stops_new_items_and_unstarted_lines_are_not_billed(env) ->
     fid = await upload(service, [chat_line(i) for i in range(40)])
     batch = await create(service, fid)
     executor = Executor(delay=0.2)
-    start(service, workers, executor, "w1")
+    gate = PoolGate("small", max_ongoing=8, max_num_seqs=8, share=0.25, busy_share=0.25)  # 2 at a time
+    start(service, workers, executor, "w1", gate=CapacityGate({"small": gate}))  # 8 held, 6 wait at the gate
     while len(executor.calls) < 10:
         await asyncio.sleep(0.02)
     cancelled = await service.cancel_batch("t1", batch["id"])
