@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 from app.config import GatewayConfig
 from app.observability import cost
 from app.policy.ledger import Alert
-from app.policy.prices import Price, PriceTable, amortised_price, build_price_table
+from app.policy.prices import (
+    POOL_THROUGHPUT,
+    Price,
+    PriceTable,
+    amortised_price,
+    build_price_table,
+    gpu_pool_price,
+)
 from app.policy.service import Identity, PolicyService
 
 logger = logging.getLogger("llmgw.policy")
@@ -23,6 +30,11 @@ def price_table(config: GatewayConfig) -> PriceTable:
     pools = [(pool.name, [pool.engine.name, *pool.aliases]) for pool in config.pools]
     pool_prices = {name: amortised_price(v.gpu_usd_per_hour, v.input_tok_per_s, v.output_tok_per_s)
                    for name, v in p.pools.items()}
+    for pool in config.pools:  # unconfigured GPU pools: their GPU type × count (ray_actor_options)
+        opts, tput = pool.ray_actor_options, POOL_THROUGHPUT.get(pool.name)
+        if pool.name not in pool_prices and tput and (
+                derived := gpu_pool_price(opts.get("accelerator_type"), opts.get("num_gpus", 0), *tput)):
+            pool_prices[pool.name] = derived
     models = {**config.observability.prices, **p.models}  # observability.prices: the older spelling
     return build_price_table(pools, pool_prices=pool_prices, models=models, free_models=config.policy.free_models,
                              include_list_prices=p.include_list_prices, version=p.version)
@@ -48,17 +60,25 @@ def _check_durability_sync(url: str, refuse: bool) -> None:
         client.close()
 
 
+def policy_redis(url: str, timeout_s: float):
+    """The policy store's client: every call bounded by ``timeout_s`` and retried at most once, at once
+    (a pooled connection that died with a Redis restart), so an outage costs one timeout, not backoffs."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                          retry=Retry(NoBackoff(), 1))
+
+
 def build_policy(config: GatewayConfig, *, redis=None, clock: Callable[[], float] | None = None,
                  environ: Mapping[str, str] = os.environ, check_durability: bool = True) -> PolicyService:
     """The PolicyService for ``config`` (Redis from ``redis.url`` unless a client is given)."""
     url = config.redis.url
     if redis is None and url:
-        from redis.asyncio import Redis
-
         if check_durability:
             _check_durability_sync(url, config.policy.durability == "refuse")
-        timeout = config.policy.redis_timeout_s
-        redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        redis = policy_redis(url, config.policy.redis_timeout_s)
     kwargs = {"clock": clock} if clock is not None else {}
     service = PolicyService(config.policy, auth_enabled=config.auth.enabled,
                             tenant_header=config.auth.tenant_header, redis=redis, environ=environ, **kwargs)
@@ -96,4 +116,4 @@ def webhook_alert_sink(config: GatewayConfig, environ: Mapping[str, str]) -> Cal
     return sink
 
 
-__all__ = ["Price", "build_policy", "price_table", "webhook_alert_sink"]
+__all__ = ["Price", "build_policy", "policy_redis", "price_table", "webhook_alert_sink"]

@@ -48,11 +48,26 @@ LIST_PRICES: dict[str, Price] = {
     "claude-3-haiku": Price(0.25, 1.25),
 }
 
-# Default GPU costs when a pool has no ``policy.prices.pools`` entry: a small model on one L4
-# ($0.80/h) and a large AWQ model on one L40S ($1.90/h), at the throughputs vLLM sustains there.
+# Indicative USD per GPU-hour by Ray accelerator type (the GPU names of cluster/profiles.yaml).
+GPU_USD_PER_HOUR: dict[str, float] = {"L4": 0.80, "L40S": 1.90, "A100-80G": 1.80, "H100": 2.90}
+# Input / output tokens per second one replica sustains at its pool's target concurrency.
+POOL_THROUGHPUT: dict[str, tuple[float, float]] = {"small": (40_000, 2_500), "large": (12_000, 700)}
+
+
+def gpu_pool_price(accelerator_type: str | None, num_gpus: float, input_tok_per_s: float,
+                   output_tok_per_s: float) -> Price | None:
+    """A pool's price from what one replica holds: GPU type × count; None without a known GPU."""
+    rate = GPU_USD_PER_HOUR.get(accelerator_type or "")
+    if rate is None or not num_gpus:
+        return None
+    return amortised_price(rate * num_gpus, input_tok_per_s, output_tok_per_s)
+
+
+# Default GPU costs when a pool has no ``policy.prices.pools`` entry and no GPU in its ray_actor_options:
+# the small model on one L4, the large 70B AWQ model on two A100-80G (tensor parallel 2), as deployed.
 DEFAULT_POOL_PRICES: dict[str, Price] = {
-    "small": amortised_price(0.80, input_tok_per_s=40_000, output_tok_per_s=2_500),
-    "large": amortised_price(1.90, input_tok_per_s=12_000, output_tok_per_s=700),
+    "small": gpu_pool_price("L4", 1, *POOL_THROUGHPUT["small"]),
+    "large": gpu_pool_price("A100-80G", 2, *POOL_THROUGHPUT["large"]),
 }
 
 

@@ -274,3 +274,15 @@ def test_http_port_override_and_cli() -> None:
 
 def test_profiles_file_holds_both_profiles() -> None:
     assert set(load_profiles()) == {"cpu", "gpu"}
+
+
+def test_pool_prices_follow_the_gpus_each_replica_holds() -> None:
+    from app.deploy.profiles import GPU_TYPES
+    from app.policy.factory import price_table
+    from app.policy.prices import GPU_USD_PER_HOUR, amortised_price
+
+    table = price_table(load_config(ROOT / "serve_config.yaml"))
+    two_a100 = amortised_price(2 * GPU_USD_PER_HOUR["A100-80G"], 12_000, 700)  # tensor parallel 2
+    assert table.price("large") == table.price("llama-3.1-70b-instruct-awq") == two_a100
+    assert table.price("llama-3.1-8b-instruct") == amortised_price(GPU_USD_PER_HOUR["L4"], 40_000, 2_500)
+    assert set(GPU_TYPES) <= set(GPU_USD_PER_HOUR)  # every GPU a profile may name has a price
