@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import ClassVar
 
 import pytest
 
@@ -288,3 +289,25 @@ async def test_async_request_completes_and_sends_one_webhook(env) -> None:
     await asyncio.sleep(0.2)
     assert sender.sent == [("http://hook.example/x", "async.request.completed", "completed", job["id"])]
     assert ledger.settled == [("r1", pytest.approx(0.001))]
+
+
+async def test_batch_webhook_is_sent_once_when_the_batch_ends(env) -> None:
+    service, ledger, workers = env
+
+    class Sender:
+        sent: ClassVar[list[tuple]] = []
+
+        async def send(self, url, event_type, data, *, event_id, secret):
+            self.sent.append((event_type, data["id"], data["status"], event_id))
+
+    fid = await upload(service, [chat_line(i) for i in range(6)])
+    batch = await service.create_batch("t1", None, {"input_file_id": fid, "endpoint": CHAT, "completion_window": "24h",
+                                                    "webhook_url": "https://hooks.example/b"})
+    for name in ("w1", "w2"):  # two workers race to finalize
+        w = BatchWorker(service.store, Executor(), consumer=name, ledger=ledger, sender=Sender())
+        workers.append(w)
+        w.run_task = asyncio.create_task(w.run())
+    await wait_status(service, batch["id"], {"completed"})
+    await asyncio.sleep(0.3)
+    assert Sender.sent == [("batch.completed", batch["id"], "completed", f"{batch['id']}:completed")]
+    assert len(ledger.settled) == 1
