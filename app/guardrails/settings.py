@@ -106,9 +106,13 @@ class GuardrailsConfig(_Strict):
                 raise ValueError(f"guardrails.tenants.{name}: {exc}") from exc
         return self
 
+    def resolve_key(self, tenant: str | None, override: dict[str, Any] | None = None) -> str:
+        """Equal keys resolve to equal configs (tenants without an entry share the base)."""
+        return json.dumps([tenant if tenant in self.tenants else None, override or {}], sort_keys=True, default=str)
+
     def resolve(self, tenant: str | None, override: dict[str, Any] | None = None) -> GuardrailsConfig:
         """The config for ``tenant``: base <- ``tenants[tenant]`` <- ``override`` (the tenant record's)."""
-        key = json.dumps([tenant if tenant in self.tenants else None, override or {}], sort_keys=True, default=str)
+        key = self.resolve_key(tenant, override)
         cached = self._resolved.get(key)
         if cached is None:
             cached = self

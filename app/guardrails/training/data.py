@@ -92,17 +92,34 @@ def load_splits(seed: int = 13) -> dict[str, Split]:
     return {"train": train, "validation": validation, "test": test, "test_neuralchemy": test_nc}
 
 
-def embed_cached(texts: list[str], tag: str) -> np.ndarray:
-    """MiniLM vectors of ``texts`` (app.embedding), cached under .cache/emb by content hash."""
+def embed_cached(texts: list[str], tag: str, chunk: int = 1024) -> np.ndarray:
+    """MiniLM vectors of ``texts`` (app.embedding), cached under .cache/emb per chunk of rows by content hash
+    (an interrupted run keeps the chunks it finished). One torch thread: on the shared 2-core machine it
+    costs a fraction of the CPU of two."""
     from app.guardrails.injection_features import embed_input
 
     h = hashlib.sha256("\x01".join(texts).encode()).hexdigest()[:16]
     path = EMB_CACHE / f"guardrails-{tag}-{h}.npy"
     if path.exists():
         return np.load(path)
+    import torch
+
     from app.embedding import get_embedder
 
-    vectors = get_embedder().encode([embed_input(t) for t in texts], batch_size=64)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    EMB_CACHE.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i in range(0, len(texts), chunk):
+        rows = texts[i:i + chunk]
+        ch = hashlib.sha256("\x01".join(rows).encode()).hexdigest()[:16]
+        part_path = EMB_CACHE / f"guardrails-chunk-{ch}.npy"
+        if part_path.exists():
+            parts.append(np.load(part_path))
+            continue
+        vectors = get_embedder().encode([embed_input(t) for t in rows], batch_size=64)
+        np.save(part_path, vectors)
+        parts.append(vectors)
+        print(f"  embedded {tag} rows {i + len(rows)}/{len(texts)}", flush=True)
+    vectors = np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
     np.save(path, vectors)
     return vectors
