@@ -49,11 +49,9 @@ def test_split_is_deterministic_disjoint_and_grouped() -> None:
     assert not {groups[i] for i in gtr} & {groups[i] for i in gte}
 
 
-def test_bundled_artifact_loads_scores_and_records_training() -> None:
+def test_bundled_artifact_loads_and_scores() -> None:
+    """Its quality is measured on held-out data in test_routing_quality.py, not read from its metadata."""
     clf = RouterClassifier.load()
-    meta = clf.metadata
-    assert meta["test"]["apgr"] >= 0.60
-    assert meta["split"]["test"] > 1000 and len(meta["data_sha256"]) == 64
     emb = np.random.default_rng(1).normal(size=384).astype(np.float32)
     emb /= np.linalg.norm(emb)
     score = clf.score("Solve 12 * (3 + 4) and explain each step.", emb)

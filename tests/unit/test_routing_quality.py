@@ -16,6 +16,8 @@ def test_router_beats_random_on_held_out_prompts() -> None:
 
     clf = RouterClassifier.load()
     data = load_dataset()
+    # the split below is held out only if this is the file the artifact was trained on (hash computed here)
+    assert data.sha256 == clf.metadata["data_sha256"], "routing data changed since training: retrain"
     _, test = split_indices(data.groups, clf.metadata["split"]["seed"])
     sample = np.random.default_rng(0).choice(test, 600, replace=False)  # embedding 600 prompts takes seconds
     prompts = [data.prompts[i] for i in sample]
