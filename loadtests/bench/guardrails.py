@@ -52,28 +52,49 @@ def runtime_scores(clf: InjectionClassifier, texts: list[str], tag: str) -> np.n
     return np.asarray(out)
 
 
+def _rates(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    tpr, fpr = rates_at(scores, y, threshold)
+    return {"precision": round(precision_at(scores, y, threshold), 4), "recall_tpr": round(tpr, 4),
+            "fpr": round(fpr, 4)}
+
+
+def _flips(clf: InjectionClassifier, detected: list[str], tag: str, runtime: bool) -> dict:
+    from app.guardrails.training.data import embed_cached
+
+    out: dict = {"detected": len(detected), "suffixes": len(EVAL_SUFFIXES)}
+    for sep_name, sep in (("space", " "), ("newline", "\n")):
+        variants = [t.rstrip() + sep + suf for t in detected for suf in EVAL_SUFFIXES]
+        if runtime:
+            vs = runtime_scores(clf, variants, f"{tag}-{sep_name}")
+        else:  # the list the training script scored (same cache entry)
+            name = "test-suffixed" if sep == " " else f"{tag}-{sep_name}"
+            vs = clf.score_texts(variants, embed_cached(variants, name))
+        out[sep_name] = round(float((vs < clf.threshold).mean()), 4)
+    return out
+
+
 def quality(clf: InjectionClassifier) -> dict:
-    from app.guardrails.training.data import load_splits
+    """Whole-text scores (what the training script reports) and run-time scores (max over sentences)."""
+    from app.guardrails.training.data import embed_cached, load_splits
 
     splits = load_splits()
     result: dict = {"threshold": round(clf.threshold, 4), "artifact": clf.version}
     for name in ("test", "test_neuralchemy"):
         split = splits[name]
         y = np.asarray(split.labels)
-        s = runtime_scores(clf, split.texts, f"bench-{name}")
-        tpr, fpr = rates_at(s, y, clf.threshold)
-        result[name] = {"rows": len(y), "precision": round(precision_at(s, y, clf.threshold), 4),
-                        "recall_tpr": round(tpr, 4), "fpr": round(fpr, 4)}
+        whole = clf.score_texts(split.texts, embed_cached(split.texts, name))
+        runtime = runtime_scores(clf, split.texts, f"bench-{name}")
+        result[name] = {"rows": len(y), "whole_text": _rates(whole, y, clf.threshold),
+                        "runtime": _rates(runtime, y, clf.threshold)}
     test = splits["test"]
     pos = [t for t, y in zip(test.texts, test.labels, strict=True) if y == 1]
-    s = runtime_scores(clf, pos, "bench-test-pos")
-    detected = [t for t, v in zip(pos, s, strict=True) if v >= clf.threshold]
-    flips = {}
-    for sep_name, sep in (("space", " "), ("newline", "\n")):
-        variants = [t.rstrip() + sep + suf for t in detected for suf in EVAL_SUFFIXES]
-        vs = runtime_scores(clf, variants, f"bench-suffix-{sep_name}")
-        flips[sep_name] = round(float((vs < clf.threshold).mean()), 4)
-    result["suffix_flip_rate"] = {"detected": len(detected), "suffixes": len(EVAL_SUFFIXES), **flips}
+    whole = clf.score_texts(pos, embed_cached(pos, "test-pos"))
+    runtime = runtime_scores(clf, pos, "bench-test-pos")
+    result["suffix_flip_rate"] = {
+        "whole_text": _flips(clf, [t for t, v in zip(pos, whole, strict=True) if v >= clf.threshold],
+                             "bench-suffix-whole", runtime=False),
+        "runtime": _flips(clf, [t for t, v in zip(pos, runtime, strict=True) if v >= clf.threshold],
+                          "bench-suffix-runtime", runtime=True)}
     return result
 
 

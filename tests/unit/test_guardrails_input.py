@@ -180,3 +180,12 @@ def test_classifier_through_the_guard(detector):
     with pytest.raises(ContentPolicyError, match="prompt_injection"):
         guard.check(user(INJECTIONS[0]), prompt_tokens=20)
     assert guard.check(user(BENIGN[0]), prompt_tokens=20) == []
+
+
+def test_evaluation_suffixes_are_never_training_suffixes():
+    from app.guardrails.training.suffixes import EVAL_SUFFIXES, TRAIN_SUFFIXES
+
+    train = {s.lower().strip(" .!") for s in TRAIN_SUFFIXES}
+    for suffix in EVAL_SUFFIXES:
+        key = suffix.lower().strip(" .!")
+        assert key not in train and not any(key in t or t in key for t in train), suffix

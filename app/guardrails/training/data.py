@@ -92,34 +92,53 @@ def load_splits(seed: int = 13) -> dict[str, Split]:
     return {"train": train, "validation": validation, "test": test, "test_neuralchemy": test_nc}
 
 
+_STORE: dict[str, np.ndarray] = {}  # sha1(text) -> vector, loaded from .cache/emb/guardrails-store-*.npz
+_STORE_LOADED = False
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _load_store() -> None:
+    global _STORE_LOADED
+    if _STORE_LOADED:
+        return
+    for path in sorted(EMB_CACHE.glob("guardrails-store-*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            _STORE.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+    _STORE_LOADED = True
+
+
 def embed_cached(texts: list[str], tag: str, chunk: int = 1024) -> np.ndarray:
-    """MiniLM vectors of ``texts`` (app.embedding), cached under .cache/emb per chunk of rows by content hash
-    (an interrupted run keeps the chunks it finished). One torch thread: on the shared 2-core machine it
-    costs a fraction of the CPU of two."""
+    """MiniLM vectors of ``texts`` (app.embedding), cached under .cache/emb: the whole list by content hash,
+    and every text in a content-addressed store written per chunk (an interrupted run keeps its chunks,
+    another list reuses them). One torch thread: on the shared 2-core machine it costs far less CPU."""
     from app.guardrails.injection_features import embed_input
 
     h = hashlib.sha256("\x01".join(texts).encode()).hexdigest()[:16]
     path = EMB_CACHE / f"guardrails-{tag}-{h}.npy"
     if path.exists():
-        return np.load(path)
-    import torch
+        vectors = np.load(path)
+        _STORE.update(zip(map(_key, texts), vectors, strict=True))
+        return vectors
+    _load_store()
+    missing = list(dict.fromkeys(t for t in texts if _key(t) not in _STORE))
+    if missing:
+        import torch
 
-    from app.embedding import get_embedder
+        from app.embedding import get_embedder
 
-    torch.set_num_threads(1)
-    EMB_CACHE.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for i in range(0, len(texts), chunk):
-        rows = texts[i:i + chunk]
-        ch = hashlib.sha256("\x01".join(rows).encode()).hexdigest()[:16]
-        part_path = EMB_CACHE / f"guardrails-chunk-{ch}.npy"
-        if part_path.exists():
-            parts.append(np.load(part_path))
-            continue
-        vectors = get_embedder().encode([embed_input(t) for t in rows], batch_size=64)
-        np.save(part_path, vectors)
-        parts.append(vectors)
-        print(f"  embedded {tag} rows {i + len(rows)}/{len(texts)}", flush=True)
-    vectors = np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
+        torch.set_num_threads(1)
+        EMB_CACHE.mkdir(parents=True, exist_ok=True)
+        for i in range(0, len(missing), chunk):
+            rows = missing[i:i + chunk]
+            vectors = get_embedder().encode([embed_input(t) for t in rows], batch_size=64)
+            keys = [_key(t) for t in rows]
+            name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+            np.savez(EMB_CACHE / f"guardrails-store-{name}.npz", keys=np.asarray(keys), vectors=vectors)
+            _STORE.update(zip(keys, vectors, strict=True))
+            print(f"  embedded {tag}: {i + len(rows)}/{len(missing)} new texts", flush=True)
+    vectors = np.stack([_STORE[_key(t)] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
     np.save(path, vectors)
     return vectors
