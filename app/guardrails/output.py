@@ -105,6 +105,7 @@ class StreamRedactor:
         self._ctx = ""  # original text just before _buf (lookbehinds)
         self._open: Compiled | None = None  # absorbing a key's tail / a key block
         self._done = False
+        self._passthrough = False  # fail_mode open after a scanner error: the rest goes out unchanged
 
     @property
     def held(self) -> int:
@@ -112,13 +113,15 @@ class StreamRedactor:
 
     @property
     def decisions(self) -> list[GuardDecision]:
+        if self._passthrough:
+            return [GuardDecision("output", "output.scanner", "allow", "guardrail_error")]
         return self.guard.decisions_for(self.hits)
 
     def feed(self, delta: str) -> str:
+        if self._passthrough or not self.guard.active:
+            return delta
         if self.blocked or self._done or not delta:
             return ""
-        if not self.guard.active:
-            return delta
         try:
             if self.guard.config.logging_only:  # findings only: pass the text through unchanged
                 out = self._step(delta, final=False)
@@ -188,8 +191,10 @@ class StreamRedactor:
 
     def _failed(self, delta: str, exc: Exception) -> str:
         if self.guard.config.fail_mode == "open":
-            self._done = True
-            return self._buf + delta
+            self._passthrough = True
+            self.hits.clear()
+            held, self._buf = self._buf, ""
+            return held + delta
         raise GuardrailUnavailableError("output guardrail unavailable; retry later") from exc
 
 

@@ -192,6 +192,8 @@ def test_scanner_error_fails_closed_unless_open(monkeypatch: pytest.MonkeyPatch)
         closed.stream().feed(f"mail {EMAIL}")
     result = opened.check(f"mail {EMAIL}")
     assert result.text == f"mail {EMAIL}" and result.decisions[0].reason == "guardrail_error"
+    stream = opened.stream()
+    assert stream.feed("mail ") == "mail " and stream.feed(EMAIL) == EMAIL and stream.flush() == ""
 
 
 def test_entity_spans_are_bounded():
