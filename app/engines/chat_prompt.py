@@ -12,12 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-HERMES_SYSTEM = (
-    "You are a function calling AI model. You may call one or more functions to assist with the user query. "
-    "Function signatures are within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n"
-    "For each function call return a JSON object with the function name and arguments within "
-    "<tool_call></tool_call> XML tags:\n<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}"
-    "\n</tool_call>"
+HERMES_SYSTEM = (  # kept short: tiny test models have 512-token contexts
+    "You may call functions. Signatures:\n<tools>\n{tools}\n</tools>\n"
+    "To call one, answer <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>"
 )
 
 
@@ -49,7 +46,7 @@ def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] 
     """History for a template without tool support: everything as plain text turns (content a string)."""
     out: list[dict[str, Any]] = []
     if tools:
-        listed = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+        listed = "\n".join(json.dumps(t, ensure_ascii=False, separators=(",", ":")) for t in tools)
         out.append({"role": "system", "content": HERMES_SYSTEM.format(tools=listed)})
     for m in messages:
         content = m.get("content") or ""
