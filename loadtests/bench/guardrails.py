@@ -58,11 +58,11 @@ def _rates(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
             "fpr": round(fpr, 4)}
 
 
-def _flips(clf: InjectionClassifier, detected: list[str], tag: str, runtime: bool) -> dict:
+def _flips(clf: InjectionClassifier, detected: list[str], tag: str, runtime: bool, newline: bool) -> dict:
     from app.guardrails.training.data import embed_cached
 
     out: dict = {"detected": len(detected), "suffixes": len(EVAL_SUFFIXES)}
-    for sep_name, sep in (("space", " "), ("newline", "\n")):
+    for sep_name, sep in (("space", " "), ("newline", "\n"))[:2 if newline else 1]:
         variants = [t.rstrip() + sep + suf for t in detected for suf in EVAL_SUFFIXES]
         if runtime:
             vs = runtime_scores(clf, variants, f"{tag}-{sep_name}")
@@ -73,7 +73,7 @@ def _flips(clf: InjectionClassifier, detected: list[str], tag: str, runtime: boo
     return out
 
 
-def quality(clf: InjectionClassifier) -> dict:
+def quality(clf: InjectionClassifier, newline: bool = False) -> dict:
     """Whole-text scores (what the training script reports) and run-time scores (max over sentences)."""
     from app.guardrails.training.data import embed_cached, load_splits
 
@@ -92,9 +92,9 @@ def quality(clf: InjectionClassifier) -> dict:
     runtime = runtime_scores(clf, pos, "bench-test-pos")
     result["suffix_flip_rate"] = {
         "whole_text": _flips(clf, [t for t, v in zip(pos, whole, strict=True) if v >= clf.threshold],
-                             "bench-suffix-whole", runtime=False),
+                             "bench-suffix-whole", runtime=False, newline=newline),
         "runtime": _flips(clf, [t for t, v in zip(pos, runtime, strict=True) if v >= clf.threshold],
-                          "bench-suffix-runtime", runtime=True)}
+                          "bench-suffix-runtime", runtime=True, newline=newline)}
     return result
 
 
@@ -168,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-n", type=int, default=300)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--newline", action="store_true", help="also measure suffixes appended after a newline")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     import torch
@@ -175,7 +176,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the ingress embeds with one thread (app.embedding.embed_threads)
     figures: dict = {}
     if not args.skip_quality:
-        figures["quality"] = quality(InjectionClassifier.load())
+        figures["quality"] = quality(InjectionClassifier.load(), newline=args.newline)
         print(json.dumps(figures["quality"], indent=1), flush=True)
     figures["latency"] = latency(args.latency_n)
     print(json.dumps(figures["latency"], indent=1, default=lambda v: round(v, 3)))

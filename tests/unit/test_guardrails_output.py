@@ -199,3 +199,25 @@ def test_scanner_error_fails_closed_unless_open(monkeypatch: pytest.MonkeyPatch)
 def test_entity_spans_are_bounded():
     for entity in ENTITIES.values():
         assert 0 < entity.max_len < 400, entity.name
+
+
+async def test_redact_chunks_over_generation_chunks():
+    from app.generation import GenerationChunk
+    from app.guardrails.chunks import redact_chunks
+
+    async def chunks(text: str, size: int):
+        parts = [text[i:i + size] for i in range(0, len(text), size)]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            yield GenerationChunk(text=part, finish_reason="stop" if last else None, completion_tokens=i + 1)
+
+    text = f"Write to {EMAIL} or use {OPENAI}"
+    redact = OutputGuard(OutputGuardConfig())
+    out = [c async for c in redact_chunks(redact.stream(), chunks(text, 3))]
+    assert "".join(c.text for c in out) == redact.redact_text(text)[0]
+    assert out[-1].finish_reason == "stop" and out[-1].completion_tokens == len(out)
+    block = OutputGuard(OutputGuardConfig.model_validate({"pii": {"action": "block"}}))
+    out = [c async for c in redact_chunks(block.stream(), chunks(text, 3))]
+    assert "".join(c.text for c in out) == "Write to " and out[-1].finish_reason == "content_filter"
+    tail = [c async for c in redact_chunks(block.stream(), chunks("mail me: " + EMAIL, 64))]
+    assert tail[-1].finish_reason == "content_filter" and EMAIL not in "".join(c.text for c in tail)
