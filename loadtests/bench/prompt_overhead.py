@@ -112,6 +112,7 @@ async def run(n: int, concurrency: int, redis_url: str | None) -> None:
     for r in range(0, n, concurrency):
         for name, prompt in prompts.items():
             results[name] += await asyncio.gather(*(one(prompt, r + j) for j in range(concurrency)))
+    await wiring.shadow.wait()
     base99 = float(np.percentile(results["plain"], 99)) * 1000
     store = "redis" if redis_url else "memory"
     print(f"{n} requests per case, concurrency {concurrency}, registry in {store}")
