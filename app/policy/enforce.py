@@ -9,6 +9,7 @@ raises budget alerts. Redis failures follow ``policy.fail_mode`` (never a 500).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from app.policy.ledger import (
     Usage,
     to_nusd,
 )
-from app.policy.periods import Calendar
+from app.policy.periods import Calendar, Period
 from app.policy.prices import PriceTable
 from app.policy.ratelimit import (
     MemoryRateLimiter,
@@ -77,14 +78,19 @@ class Enforcer:
         if service.redis is not None:
             from app.policy.ledger_redis import RedisLedger
             from app.policy.ratelimit import RedisRateLimiter
+            from app.policy.redis_combined import RedisCombined
 
             self.limiter: RateLimiter = RedisRateLimiter(service.redis, cfg.key_prefix)
             self.ledger: Ledger = RedisLedger(service.redis, cfg.key_prefix, clock)
+            self.combined: RedisCombined | None = RedisCombined(
+                service.redis, cfg.key_prefix, None if clock is time.time else clock)
         else:
             self.limiter, self.ledger = MemoryRateLimiter(clock), MemoryLedger(clock)
+            self.combined = None
+        self._periods: tuple[float, float, Period, Period] | None = None
 
     async def _io(self, call):
-        return await guarded(call, self.cfg.redis_timeout_s)
+        return await guarded(call)  # deadline: the client's socket timeouts (policy.redis_timeout_s)
 
     def _fail(self, limit: str) -> None:
         """Redis is away: raise 503 for a fail-closed limit, else note it and carry on."""
@@ -131,8 +137,16 @@ class Enforcer:
                                         param="model", code="model_not_priced")
         return priced
 
+    def _day_month(self, now: float) -> tuple[Period, Period]:
+        """Today's and this month's periods (recomputed only when the day changes)."""
+        cached = self._periods
+        if cached is None or not cached[0] <= now < cached[1]:
+            day, month = self.calendar.day(now), self.calendar.month(now)
+            cached = self._periods = (day.start, day.end, day, month)
+        return cached[2], cached[3]
+
     def _budget_subjects(self, who: Identity, now: float) -> list[BudgetSubject]:
-        day, month = self.calendar.day(now), self.calendar.month(now)
+        day, month = self._day_month(now)
         owners: list[tuple[str, str, Any]] = []
         if who.key is not None:
             owners.append(("key", f"key:{who.key.id}", who.key))
@@ -162,44 +176,51 @@ class Enforcer:
                                      code="request_too_large", headers=dict(NO_RETRY))
                 err.error_type = "tokens"
                 raise err
-        if tpm:
-            try:
-                result = await self._io(self.limiter.acquire(tpm))
-            except StoreUnavailable:
-                self._fail("tokens")
-            else:
-                headers = ratelimit_headers(result.states)
-                if not result.allowed:
-                    metrics.RATE_LIMITED.labels(who.tenant, "tokens").inc()
-                    raise _rate_error("tokens", result.blocked, result.retry_after_ms, headers)
-                hold.tokens = tpm
-        try:
-            hold.reservation, hold.worst_model = await self._reserve_budget(who, request_id, prompt_tokens,
-                                                                            max_tokens, models)
-        except BaseException:
-            await self.release_tokens(hold)
-            raise
-        return hold, headers
-
-    async def _reserve_budget(self, who: Identity, rid: str, prompt_tokens: int, max_tokens: int,
-                              models: list[str]) -> tuple[Reservation | None, str]:
         table = self.prices
         costs = [(table.cost(m, prompt_tokens, max_tokens) or 0.0, m) for m in models] if table else []
-        worst_usd, worst_model = max(costs, default=(0.0, ""))
+        worst_usd, hold.worst_model = max(costs, default=(0.0, ""))
         amount = to_nusd(worst_usd)
         subjects = self._budget_subjects(who, self.service.clock())
-        try:
-            check = await self._io(self.ledger.reserve(rid, amount, subjects, self.cfg.reservation_hold_s))
-        except StoreUnavailable:
-            self._fail("budget")
-            return None, worst_model
+        if self.combined is not None:  # Redis: tokens and budget in one atomic round trip
+            try:
+                tokens, check = await self._io(self.combined.reserve(tpm, request_id, amount, subjects,
+                                                                     self.cfg.reservation_hold_s))
+            except StoreUnavailable:
+                if tpm:
+                    self._fail("tokens")
+                self._fail("budget")
+                return hold, headers
+            headers = ratelimit_headers(tokens.states)
+            self._raise_tokens(who, tokens, headers)
+            self._raise_budget(who, check)
+            hold.tokens, hold.reservation = tpm, Reservation(request_id, amount, subjects)
+            return hold, headers
+        if tpm:
+            result = await self.limiter.acquire(tpm)
+            headers = ratelimit_headers(result.states)
+            self._raise_tokens(who, result, headers)
+            hold.tokens = tpm
+        check = await self.ledger.reserve(request_id, amount, subjects, self.cfg.reservation_hold_s)
         if not check.allowed:
-            b = check.blocked
-            metrics.RATE_LIMITED.labels(who.tenant, f"budget_{b.period}").inc()
-            raise InsufficientQuotaError(
-                f"The {b.period}ly budget of this {b.owner} is used up (${b.limit_nusd / 1e9:.4f}); it renews "
-                f"at the start of the next {b.period} ({self.cfg.timezone}).", headers=dict(NO_RETRY))
-        return Reservation(rid, amount, subjects), worst_model
+            await self.release_tokens(hold)
+            self._raise_budget(who, check)
+        hold.reservation = Reservation(request_id, amount, subjects)
+        return hold, headers
+
+    @staticmethod
+    def _raise_tokens(who: Identity, result, headers: dict[str, str]) -> None:
+        if not result.allowed:
+            metrics.RATE_LIMITED.labels(who.tenant, "tokens").inc()
+            raise _rate_error("tokens", result.blocked, result.retry_after_ms, headers)
+
+    def _raise_budget(self, who: Identity, check) -> None:
+        if check.allowed:
+            return
+        b = check.blocked
+        metrics.RATE_LIMITED.labels(who.tenant, f"budget_{b.period}").inc()
+        raise InsufficientQuotaError(
+            f"The {b.period}ly budget of this {b.owner} is used up (${b.limit_nusd / 1e9:.4f}); it renews "
+            f"at the start of the next {b.period} ({self.cfg.timezone}).", headers=dict(NO_RETRY))
 
     async def release_tokens(self, hold: Hold, actual_tokens: int = 0) -> None:
         delta = actual_tokens - hold.reserved_tokens
@@ -217,13 +238,21 @@ class Enforcer:
         ``tpm_tokens``: what the tokens-per-minute limits keep (default the usage's tokens; 0 for a cache hit).
         """
         kept = usage.prompt_tokens + usage.completion_tokens if tpm_tokens is None else tpm_tokens
-        await self.release_tokens(hold, kept)
         reservation, hold.reservation = hold.reservation, None
         if reservation is None or reservation.settled:
+            await self.release_tokens(hold, kept)
             return []
         reservation.settled = True
+        thresholds = self.cfg.alerts.thresholds
         try:
-            alerts = await self._io(self.ledger.settle(reservation, usage, self.cfg.alerts.thresholds))
+            if self.combined is not None:  # Redis: reconcile tokens and book spend in one round trip
+                delta = kept - hold.reserved_tokens
+                deltas = [Subject(s.key, s.kind, s.limit, delta) for s in hold.tokens]
+                hold.tokens = []
+                alerts = await self._io(self.combined.settle(deltas, reservation, usage, thresholds))
+            else:
+                await self.release_tokens(hold, kept)
+                alerts = await self.ledger.settle(reservation, usage, thresholds)
         except StoreUnavailable:
             self.fail_log.note("budget", "settle-lost", "unreachable")
             logger.error("policy store unavailable: spend of request %s (%d nano-USD) not booked",

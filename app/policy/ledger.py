@@ -2,9 +2,10 @@
 
 Amounts are integer nano-USD. A subject is one budget window (e.g. key ``key_x``, day
 ``2026-12-02``) holding ``spent``, ``reserved`` and usage counters. ``reserve`` admits only when
-``spent + reserved + amount <= limit`` on every subject (all or nothing), so concurrent requests
-can never overspend; reservations expire (a crashed replica's hold is released) and ``settle``
-releases the hold, books the actual and reports alert thresholds crossed for the first time.
+``spent + reserved + amount <= limit`` on every limited subject (all or nothing; only those hold
+reservations), so concurrent requests can never overspend; reservations expire (a crashed
+replica's hold is released) and ``settle`` releases the hold, books the actual and reports alert
+thresholds crossed for the first time.
 Memory implementation here; Redis (one Lua script each for reserve and settle) in ledger_redis.py.
 """
 
@@ -100,9 +101,10 @@ class MemoryLedger:
             spent, reserved = w.fields.get("spent", 0), w.fields.get("reserved", 0)
             if s.limit_nusd is not None and spent + reserved + amount_nusd > s.limit_nusd:
                 return BudgetCheck(False, s, spent, reserved)
-        for w in windows:
-            w.fields["reserved"] = w.fields.get("reserved", 0) + amount_nusd
-            w.holds[member(rid, amount_nusd)] = self._clock() + hold_s
+        for s, w in zip(subjects, windows, strict=True):
+            if s.limit_nusd is not None:  # only limited windows hold reservations
+                w.fields["reserved"] = w.fields.get("reserved", 0) + amount_nusd
+                w.holds[member(rid, amount_nusd)] = self._clock() + hold_s
         return BudgetCheck(True)
 
     async def settle(self, reservation: Reservation, usage: Usage, thresholds: list[float]) -> list[Alert]:

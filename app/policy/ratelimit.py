@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.policy import redis_lua
+
 WINDOW_MS = 60_000.0
 _EPS = 1e-6
 
@@ -83,63 +85,14 @@ class MemoryRateLimiter:
             self._tat[s.key] = max(tat, now)
 
 
-# KEYS: subject keys. ARGV: now_ms ("" -> Redis TIME), then limit, cost per subject.
-# Returns {allowed, blocked_index (1-based, 0 none), retry_after_ms, remaining_1, reset_ms_1, ...}.
-ACQUIRE_LUA = """
-local now = tonumber(ARGV[1])
-if not now then local t = redis.call('TIME'); now = t[1] * 1000 + t[2] / 1000 end
-local W, EPS = 60000.0, 0.000001
-local n = #KEYS
-local new, out, blocked, retry = {}, {}, 0, 0
-for i = 1, n do
-  local limit, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local t = W / limit
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local base = math.max(tat, now)
-  local nt = base + cost * t
-  local used = nt - now
-  if used > W + EPS then
-    if blocked == 0 then blocked = i; retry = used - W end
-    out[#out + 1] = math.max(math.floor((W - (base - now) + EPS) / t), 0)
-    out[#out + 1] = math.ceil(base - now)
-  else
-    new[i] = nt
-    out[#out + 1] = math.max(math.floor((W - used + EPS) / t), 0)
-    out[#out + 1] = math.ceil(used)
-  end
-end
-if blocked == 0 then
-  for i = 1, n do
-    redis.call('SET', KEYS[i], string.format('%.3f', new[i]), 'PX', math.ceil(new[i] - now) + 1000)
-  end
-end
-local res = {blocked == 0 and 1 or 0, blocked, math.ceil(retry)}
-for _, v in ipairs(out) do res[#res + 1] = v end
-return res
-"""
-
-# KEYS: subject keys. ARGV: now_ms ("" -> TIME), then limit, delta per subject (refunds never go below now).
-ADJUST_LUA = """
-local now = tonumber(ARGV[1])
-if not now then local t = redis.call('TIME'); now = t[1] * 1000 + t[2] / 1000 end
-for i = 1, #KEYS do
-  local limit, delta = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now) + delta * 60000.0 / limit
-  if tat <= now then redis.call('DEL', KEYS[i])
-  else redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000) end
-end
-return 1
-"""
-
-
 class RedisRateLimiter:
     """GCRA in Redis: every ingress replica shares one limit. Time is Redis's own clock unless injected."""
 
     def __init__(self, redis, prefix: str, clock: Callable[[], float] | None = None) -> None:
         self.p = prefix
         self._clock = clock
-        self._acquire = redis.register_script(ACQUIRE_LUA)
-        self._adjust = redis.register_script(ADJUST_LUA)
+        self._acquire = redis.register_script(redis_lua.ACQUIRE)
+        self._adjust = redis.register_script(redis_lua.ADJUST)
 
     def _now(self) -> str:
         return "" if self._clock is None else f"{self._clock() * 1000:.3f}"

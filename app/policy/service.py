@@ -111,7 +111,7 @@ class PolicyService:
             "required" if self.auth_enabled else "off (tenant from the " + self.tenant_header + " header)")
 
     async def _io(self, call):
-        return await guarded(call, self.cfg.redis_timeout_s)
+        return await guarded(call)  # deadline: the client's socket timeouts (policy.redis_timeout_s)
 
     # ---- who is asking -----------------------------------------------------------------------
     async def authenticate(self, headers: Mapping[str, str]) -> Identity:

@@ -25,8 +25,16 @@ class StoreUnavailable(Exception):
     """The policy store did not answer (the reason is the exception's type name, never its text)."""
 
 
-async def guarded(call: Awaitable[T], timeout_s: float) -> T:
+async def guarded(call: Awaitable[T], timeout_s: float | None = None) -> T:
+    """``call``'s result; any store failure as StoreUnavailable.
+
+    The deadline is the Redis client's own socket timeouts (``build_policy`` sets them to
+    ``policy.redis_timeout_s``): no extra task per call on the hot path. ``timeout_s`` adds an
+    outer deadline for clients built elsewhere.
+    """
     try:
+        if timeout_s is None:
+            return await call
         return await asyncio.wait_for(call, timeout_s)
     except (TimeoutError, RedisError, OSError) as exc:
         raise StoreUnavailable(type(exc).__name__) from None

@@ -105,3 +105,36 @@ def test_periods_reset_exactly_at_local_midnight_and_the_first() -> None:
     assert dst.end - dst.start == 23 * 3600
     dec = Calendar("UTC").month(ts("UTC", 2026, 12, 31, 23, 59))
     assert datetime.fromtimestamp(dec.end, ZoneInfo("UTC")) == datetime(2027, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
+async def test_combined_reserve_never_overspends_and_holds_tokens_atomically(redis_prefix) -> None:
+    """The Redis path the stages use: tokens + budget in one script, 100 concurrent worst-case requests."""
+    from app.policy.prices import Price, PriceTable
+    from app.policy.service import PolicyService
+    from app.policy.settings import PolicyConfig, TenantDefaults
+
+    client, prefix = redis_prefix
+    svc = PolicyService(PolicyConfig(key_prefix=prefix, default_tenant=TenantDefaults(
+        budget_daily_usd=0.01, tpm=60)), auth_enabled=False, redis=client, environ={})  # 1 token/s
+    svc.enforcer.prices = PriceTable({"m": Price(1000.0, 1000.0)})  # $0.001 per token
+    who = await svc.authenticate({"x-llmgw-tenant": "acme"})
+
+    async def one(i: int):
+        try:
+            hold, _ = await svc.enforcer.reserve(who, f"r{i}", 1, 2, ["m"])  # worst case 3 tokens = $0.003
+        except Exception as exc:
+            return exc
+        return hold
+
+    results = await asyncio.gather(*(one(i) for i in range(100)))
+    holds = [r for r in results if not isinstance(r, Exception)]
+    assert len(holds) == 3 and all(getattr(r, "code", "") == "insufficient_quota" for r in results
+                                   if isinstance(r, Exception))
+    day = svc.enforcer.calendar.day(svc.clock()).label
+    # the 97 refused by the budget took no tokens: the bucket holds exactly 3 x 3 tokens (9 s at 1 token/s)
+    held_ms = float(await client.get(f"{prefix}:rl:tenant:acme:tpm")) - svc.clock() * 1000
+    assert 8_000 < held_ms <= 9_000
+    for hold in holds:
+        await svc.enforcer.settle(who, hold, Usage(to_nusd(0.002), 1, 1))
+    row = (await svc.enforcer.ledger.read([f"tenant:acme:day:{day}"]))[f"tenant:acme:day:{day}"]
+    assert row["spent"] == 3 * to_nusd(0.002) <= to_nusd(0.01) and row["reserved"] == 0

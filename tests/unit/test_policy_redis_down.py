@@ -8,11 +8,11 @@ import time
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from app.errors import GatewayError
 from app.observability import metrics
 from app.policy.admin_models import KeyCreate
+from app.policy.factory import policy_redis
 from tests.unit.test_policy_stages import gateway, request, run
 
 PORT = 6396
@@ -55,7 +55,7 @@ async def outcome(pipe, ctx):
 
 
 async def test_fail_open_limits_keep_serving_and_count_it(own_redis) -> None:
-    client = aioredis.Redis(port=PORT, socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = policy_redis(f"redis://127.0.0.1:{PORT}/0", 0.3)
     _, pipe = gateway((client, "down-open"), auth=False, tenants={"acme": {"rpm": 100, "tpm": 100_000}},
                         fail_mode={"requests": "open", "tokens": "open", "budget": "open"})
     assert (await outcome(pipe, request(None, tenant="acme")))[0] == 200
@@ -68,7 +68,7 @@ async def test_fail_open_limits_keep_serving_and_count_it(own_redis) -> None:
 
 
 async def test_fail_closed_limits_answer_503_and_auth_always_fails_closed(own_redis) -> None:
-    client = aioredis.Redis(port=PORT, socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = policy_redis(f"redis://127.0.0.1:{PORT}/0", 0.3)
     svc, pipe = gateway((client, "down-closed"), fail_mode={"requests": "open", "tokens": "closed",
                                                              "budget": "closed"}, key_cache_ttl_s=0.5)
     _, key = await svc.create_key(KeyCreate(tenant="acme", models=["*"], rpm=100, tpm=100_000), "admin")
