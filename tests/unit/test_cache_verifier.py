@@ -1,13 +1,19 @@
 """The shipped semantic-hit verifier: its numpy tree runtime, token features, and look-alike behaviour."""
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
 from app.caching.lookalikes import NEGATIVES, POSITIVES
+from app.caching.pair_features import hard_veto
 from app.caching.token_features import TOKEN_FEATURES, Idf, encode_tokens, token_features
+from app.caching.train_verifier import QQP_FILE, precision_hit_rate, split
 from app.caching.trees import TreeEnsemble, export_hgb
 from app.caching.verifier import PairVerifier, VerifierUnavailable
 from app.embedding import get_embedder
+from app.routing.train import shared_data_dir
 
 
 def test_numpy_trees_match_scikit_learn_including_missing_values() -> None:
@@ -47,15 +53,73 @@ def _served(verifier: PairVerifier, pairs: list[tuple[str, str]]) -> list[tuple[
             if float(x @ y) >= verifier.similarity_gate and verifier.accept(b, a, y, x)]
 
 
-def test_shipped_verifier_serves_no_lookalike_negative(verifier: PairVerifier) -> None:
-    assert _served(verifier, NEGATIVES) == []
+# Look-alikes written for this test only, after the verifier and its threshold were fixed: never use
+# them to train or to choose a threshold (app/caching/lookalikes.py's NEGATIVES were used for that).
+HELD_OUT_NEGATIVES: list[tuple[str, str]] = [
+    ("How do I export my contacts to a CSV file?", "How do I import my contacts from a CSV file?"),
+    ("What is the boiling point of water in Celsius?", "What is the freezing point of water in Celsius?"),
+    ("How do I enable two-factor authentication?", "How do I disable two-factor authentication?"),
+    ("Which planet is closest to the sun?", "Which planet is farthest from the sun?"),
+    ("How much does a first-class stamp cost in the UK?", "How much does a second-class stamp cost in the UK?"),
+    ("Can I bring a laptop in my carry-on bag?", "Can I bring a power bank in my checked bag?"),
+    ("What are the side effects of vitamin D?", "What are the side effects of vitamin B12?"),
+    ("How do I merge two branches in git?", "How do I delete two branches in git?"),
+    ("What year did the Berlin Wall fall?", "What year was the Berlin Wall built?"),
+    ("How do I add a printer on Windows 11?", "How do I remove a printer on Windows 11?"),
+    ("Is coffee bad for your kidneys?", "Is coffee bad for your liver?"),
+    ("How many ounces are in a pound?", "How many ounces are in a cup?"),
+    ("What is the minimum wage in California?", "What is the minimum wage in Texas?"),
+    ("How do I speed up my laptop's fan?", "How do I slow down my laptop's fan?"),
+    ("Who wrote Pride and Prejudice?", "Who wrote Sense and Sensibility?"),
+    ("How do I get a refund for a late train?", "How do I get a refund for a cancelled concert?"),
+    ("What is the square root of 144?", "What is the square root of 169?"),
+    ("How do I unblock someone on Instagram?", "How do I block someone on Instagram?"),
+    ("Does the museum charge for children under five?", "Does the museum charge for adults over sixty-five?"),
+    ("How long does it take to fly from London to New York?", "How long does it take to fly from London to Tokyo?"),
+    ("What should I eat before a marathon?", "What should I eat after a marathon?"),
+    ("How do I raise the volume on my TV remote?", "How do I mute the volume on my TV remote?"),
+    ("Is it legal to drive with headphones in Spain?", "Is it legal to drive with headphones in France?"),
+    ("How do I pause my gym membership?", "How do I end my gym membership?"),
+    ("What is the difference between a virus and bacteria?", "What is the difference between a virus and a worm?"),
+    ("How do I sort a list in ascending order in Python?", "How do I sort a list in descending order in Python?"),
+    ("Where can I watch the first season of the show?", "Where can I watch the last season of the show?"),
+    ("How do I convert Fahrenheit to Celsius?", "How do I convert Celsius to Kelvin?"),
+    ("What documents do I need to renew my passport?", "What documents do I need to renew my driving licence?"),
+    ("Why do cats purr when they are happy?", "Why do cats hiss when they are scared?"),
+]
 
 
-def test_shipped_verifier_serves_paraphrases_and_its_metadata_is_honest(verifier: PairVerifier) -> None:
+def test_shipped_verifier_serves_no_held_out_lookalike_negative(verifier: PairVerifier) -> None:
+    assert not set(HELD_OUT_NEGATIVES) & set(NEGATIVES)
+    assert _served(verifier, HELD_OUT_NEGATIVES) == []
+
+
+def test_shipped_verifier_serves_paraphrases(verifier: PairVerifier) -> None:
     assert len(_served(verifier, POSITIVES)) >= 3
-    test = verifier.metadata["test"]
-    assert test["precision"] >= 0.88 and test["duplicate_hit_rate"] >= 0.25, test
-    assert verifier.threshold > verifier.metadata["max_lookalike_negative_proba"]
+
+
+@pytest.mark.skipif(not (shared_data_dir() / QQP_FILE).exists(), reason="../shared/data not present")
+def test_shipped_verifier_precision_on_held_out_qqp(verifier: PairVerifier) -> None:
+    """Precision and duplicate hit rate computed here, on 200 QQP pairs of the split held out of training
+    (docs/cache.md's target: precision >= 0.90 at a hit rate >= 0.35; the bounds below leave ~1.5 standard
+    errors for a sample this size), next to the cosine gate alone on the same pairs. ~1 min on 2 cores."""
+    raw = (shared_data_dir() / QQP_FILE).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == verifier.metadata["data_sha256"], "QQP file changed: retrain"
+    rows = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+    _, _, test = split(len(rows), verifier.metadata["split"]["seed"])
+    sample = np.random.default_rng(0).choice(test, 200, replace=False)
+    a, b = [rows[i]["a"] for i in sample], [rows[i]["b"] for i in sample]
+    same = np.array([bool(rows[i]["same"]) for i in sample])
+    emb = get_embedder()
+    ea, eb = emb.encode(a), emb.encode(b)
+    cosine = np.sum(ea * eb, axis=1)
+    gate = cosine >= verifier.similarity_gate
+    open_ = np.array([hard_veto(y, x) is None for x, y in zip(a, b, strict=True)])
+    proba = verifier.proba_pairs(b, a, eb, ea)  # query = b, cached = a, as the cache asks
+    precision, hit_rate, hits = precision_hit_rate(gate & open_ & (proba >= verifier.threshold), same)
+    gate_precision, _, _ = precision_hit_rate(gate, same)
+    assert hits >= 15 and precision >= 0.82 and hit_rate >= 0.25, (precision, hit_rate, hits)
+    assert precision >= gate_precision + 0.10, (precision, gate_precision)
 
 
 def test_malformed_or_foreign_artifact_is_refused(tmp_path) -> None:
