@@ -51,6 +51,7 @@ class RequestLogRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    price_version: str | None = None  # the price table version cost_usd was computed with
     redactions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
