@@ -6,7 +6,7 @@ carries them with ``retry-after`` / ``retry-after-ms``.
 
 from __future__ import annotations
 
-from app.pipeline.authenticate import identity_of
+from app.pipeline.authenticate import identity_of, realtime
 from app.pipeline.context import RequestContext
 from app.policy.service import PolicyService
 
@@ -18,4 +18,6 @@ class Admit:
         self.policy = policy
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if not realtime(ctx):  # a batch line: the batch lane has its own rate
+            return
         ctx.response_headers.update(await self.policy.enforcer.admit(identity_of(ctx)))

@@ -9,12 +9,18 @@ from __future__ import annotations
 from app.config import AuthConfig
 from app.pipeline.context import Principal, RequestContext
 from app.policy.service import Identity, PolicyService
+from app.policy.tenants import TenantRecord
+
+
+def realtime(ctx: RequestContext) -> bool:
+    """False for batch-lane lines: the batch reserved and settles its own worst case (docs/decisions.md)."""
+    return ctx.extras.get("lane", "realtime") != "batch"
 
 
 def identity_of(ctx: RequestContext) -> Identity:
-    """The policy view of ``ctx.principal`` (set by this stage)."""
+    """The policy view of ``ctx.principal`` (set by this stage, or preset by an internal caller)."""
     p = ctx.principal
-    return Identity(p.tenant, p.key, p.tenant_record)
+    return Identity(p.tenant, p.key, p.tenant_record if p.tenant_record is not None else TenantRecord(p.tenant))
 
 
 class Authenticate:

@@ -3,12 +3,13 @@
 Runs after ``route`` and ``tokens`` (it needs ``ctx.candidates``, ``ctx.prompt_tokens`` and
 ``ctx.max_tokens``). The spend is reserved at the highest-priced candidate, so a fallback can never
 overspend; candidates without a price are dropped (fail closed) and an unpriced routed model is a
-403 ``model_not_priced``. The hold is settled exactly once by the ``settle`` finisher.
+403 ``model_not_priced``. The hold is settled exactly once by the ``settle`` finisher. Batch-lane
+lines (``ctx.extras["lane"] == "batch"``) only get the price check: their batch holds the money.
 """
 
 from __future__ import annotations
 
-from app.pipeline.authenticate import identity_of
+from app.pipeline.authenticate import identity_of, realtime
 from app.pipeline.context import RequestContext
 from app.policy.service import PolicyService
 
@@ -27,9 +28,11 @@ class Reserve:
         priced = set(enforcer.priced([c.model for c in billable]))
         ctx.candidates = [c for c in ctx.candidates if c.kind == "stale_cache" or c.model in priced]
         models = list(dict.fromkeys(c.model for c in ctx.candidates if c.kind != "stale_cache"))
+        ctx.price_version = enforcer.prices.version if enforcer.prices is not None else None
+        if not realtime(ctx):  # a batch line: its batch holds the reservation
+            return
         hold, headers = await enforcer.reserve(identity_of(ctx), ctx.request_id, ctx.prompt_tokens,
                                                ctx.max_tokens, models)
         ctx.extras[HOLD] = hold
         ctx.reservations.append(hold)
-        ctx.price_version = enforcer.prices.version if enforcer.prices is not None else None
         ctx.response_headers.update(headers)

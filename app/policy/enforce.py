@@ -145,7 +145,7 @@ class Enforcer:
             cached = self._periods = (day.start, day.end, day, month)
         return cached[2], cached[3]
 
-    def _budget_subjects(self, who: Identity, now: float) -> list[BudgetSubject]:
+    def budget_subjects(self, who: Identity, now: float) -> list[BudgetSubject]:
         day, month = self._day_month(now)
         owners: list[tuple[str, str, Any]] = []
         if who.key is not None:
@@ -180,7 +180,7 @@ class Enforcer:
         costs = [(table.cost(m, prompt_tokens, max_tokens) or 0.0, m) for m in models] if table else []
         worst_usd, hold.worst_model = max(costs, default=(0.0, ""))
         amount = to_nusd(worst_usd)
-        subjects = self._budget_subjects(who, self.service.clock())
+        subjects = self.budget_subjects(who, self.service.clock())
         if self.combined is not None:  # Redis: tokens and budget in one atomic round trip
             try:
                 tokens, check = await self._io(self.combined.reserve(tpm, request_id, amount, subjects,

@@ -251,3 +251,18 @@ async def test_no_key_in_logs_metric_labels_or_error_bodies(redis_prefix, caplog
     text = caplog.text + "".join(bodies) + metrics.render_metrics()[0].decode()
     for secret in (key, rotated, key[9:], rotated[9:], record.key_hash):
         assert secret not in text
+
+
+async def test_batch_lane_lines_skip_the_realtime_limits_but_are_priced() -> None:
+    """A batch line runs as its owner (preset principal) and bills on the batch's own reservation."""
+    from app.pipeline.context import Principal
+
+    svc, pipe = gateway(auth=True, default_tenant={"rpm": 1, "budget_daily_usd": 0.0})
+    record, _ = await svc.create_key(KeyCreate(tenant="acme", models=["*"], rpm=1), "admin")
+    for _ in range(3):  # rpm 1 and a $0 budget would refuse all but none of these: the lane is "batch"
+        ctx = request(None)
+        ctx.principal = Principal(tenant="acme", key_id=record.id, key=record, models=("*",))
+        ctx.extras["lane"] = "batch"
+        await run(pipe, ctx)
+        assert ctx.cost_usd > 0 and ctx.price_version == svc.enforcer.prices.version
+    assert await usage(svc, record.id) == {}
