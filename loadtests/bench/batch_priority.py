@@ -71,6 +71,15 @@ def realtime_items(url: str, n: int, concurrency: int, max_tokens: int) -> float
     return (res.requests - res.errors) / res.seconds
 
 
+def _clean(url: str, prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        r.delete(*keys[i:i + 500])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rt-concurrency", type=int, default=4)
@@ -116,6 +125,7 @@ def main() -> None:
         rt_items_s = realtime_items(url, args.items, cap, args.max_tokens)
     finally:
         serve.shutdown()
+        _clean(config["batch"]["redis_url"], config["batch"]["key_prefix"])
     result = {
         "realtime_idle": idle, "realtime_with_batch": busy,
         "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 3), "p50_ratio": round(busy["p50_ms"] / idle["p50_ms"], 3),
