@@ -6,6 +6,7 @@ import pytest
 
 from app.api import admin_keys, admin_tenants, usage
 from app.errors import GatewayError
+from app.policy.admin_models import KeyCreate
 from app.policy.service import PolicyService
 from app.policy.settings import PolicyConfig
 from tests.unit.policy_redis import policy_redis_fixture  # noqa: F401  (the redis_prefix fixture)
@@ -87,3 +88,53 @@ async def test_usage_admin_sees_all_and_a_key_only_its_own(redis_prefix) -> None
     assert info.value.status_code == 403
     with pytest.raises(GatewayError):
         await usage.admin_usage(svc, {"period": "yesterday"})
+
+
+async def test_models_list_shows_only_what_the_key_may_call() -> None:
+    from app.api.model_list import list_models
+
+    svc = PolicyService(PolicyConfig(), auth_enabled=True, environ={})
+    names = ["auto", "small", "tiny-small", "large", "tiny-large"]
+    _, scoped = await svc.create_key(KeyCreate(tenant="t", models=["tiny-*", "small"]), "admin")
+    _, none = await svc.create_key(KeyCreate(tenant="t", models=[]), "admin")
+    ids = lambda data: [m["id"] for m in data["data"]]  # noqa: E731
+    assert ids(await list_models(svc, names, {"authorization": f"Bearer {scoped}"})) == [
+        "small", "tiny-small", "tiny-large"]
+    assert ids(await list_models(svc, names, {"authorization": f"Bearer {none}"})) == []
+    off = PolicyService(PolicyConfig(), auth_enabled=False, environ={})
+    assert ids(await list_models(off, names, {})) == names
+    with pytest.raises(GatewayError):
+        await list_models(svc, names, {})
+
+
+async def test_admin_dispatch_needs_the_admin_key_and_never_logs_it(caplog, monkeypatch) -> None:
+    import logging
+
+    from app.api.policy_admin import dispatch
+    from app.config import AuthConfig
+
+    caplog.set_level(logging.DEBUG)
+    svc = PolicyService(PolicyConfig(), auth_enabled=True, environ={})
+    auth = AuthConfig(admin_key_env="LLMGW_TEST_ADMIN_KEY_X")
+    admin = "sk-llmgw-admin-" + "Z" * 43
+    with pytest.raises(GatewayError) as info:  # none configured: 403 even with a guess
+        await dispatch(svc, auth, "GET", "/admin/keys", {"authorization": f"Bearer {admin}"}, {})
+    assert info.value.status_code == 403
+    monkeypatch.setenv("LLMGW_TEST_ADMIN_KEY_X", admin)
+    bodies = []
+    for token in ("wrong", admin[:-1], ""):
+        with pytest.raises(GatewayError) as info:
+            await dispatch(svc, auth, "POST", "/admin/keys", {"authorization": f"Bearer {token}"}, {},
+                           {"tenant": "t", "models": ["*"]})
+        assert info.value.status_code == 403
+        bodies.append(str(info.value.to_dict()))
+    made = await dispatch(svc, auth, "POST", "/admin/keys", {"authorization": f"Bearer {admin}"}, {},
+                          {"tenant": "t", "models": ["*"]}, "10.0.0.7")
+    assert (await svc.audit.recent())[0]["actor"] == "admin@10.0.0.7"
+    with pytest.raises(GatewayError) as info:
+        await dispatch(svc, auth, "PUT", "/admin/keys", {"authorization": f"Bearer {admin}"}, {})
+    assert info.value.status_code == 405
+    got = await dispatch(svc, auth, "GET", f"/admin/keys/{made['id']}", {"authorization": f"Bearer {admin}"}, {})
+    assert "key" not in got
+    text = caplog.text + "".join(bodies) + str(got) + str(await svc.audit.recent())
+    assert admin not in text and admin[15:] not in text and made["key"] not in text
