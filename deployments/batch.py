@@ -44,6 +44,20 @@ def make_webhook_sender(cfg: GatewayConfig, redis: Any = None) -> Any:
     return WebhookSender(settings, redis=redis, redis_prefix=f"{cfg.batch.key_prefix}:webhooks")
 
 
+def make_ledger(cfg: GatewayConfig) -> Any:
+    """The policy ledger that settles batch reservations (the ingress must reserve with the same kind)."""
+    try:
+        from app.policy.batch_ledger import PolicyBatchLedger
+        from app.policy.factory import build_policy
+    except ImportError:
+        return None
+    try:
+        return PolicyBatchLedger(build_policy(cfg))
+    except Exception as exc:  # the lane still runs; settlements are then not booked
+        logger.warning("batch ledger unavailable (%s); batch spend is not settled", type(exc).__name__)
+        return None
+
+
 @serve.deployment
 class BatchWorkers:
     async def __init__(self, config: dict[str, Any], pools: dict[str, DeploymentHandle], router: DeploymentHandle,
@@ -71,7 +85,7 @@ class BatchWorkers:
         self.consumer = f"batch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         store = BatchStore(connect(redis_url_of(cfg)), b)
         self.worker = BatchWorker(store, pipeline_executor(pipeline, cfg.auth.tenant_header), consumer=self.consumer,
-                                  gate=CapacityGate(self.gates), pool_for=pool_for,
+                                  gate=CapacityGate(self.gates), pool_for=pool_for, ledger=make_ledger(cfg),
                                   sender=make_webhook_sender(cfg, store.redis))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.worker.run()), loop.create_task(self._poll_pools())]

@@ -18,7 +18,7 @@ class BatchConfig(BaseModel):
     max_file_bytes: int = 200 * 1024 * 1024
     max_lines: int = 50_000
     chunk_bytes: int = 1 << 20  # files are stored in Redis as chunks of this size
-    max_completion_window_s: int = 7 * 24 * 3600  # "24h" is OpenAI's only value; we accept <N>s|m|h|d up to this
+    max_completion_window_s: int = 24 * 3600  # "24h" is OpenAI's only value; <N>s|m|h|d up to this (ledger hold: 26 h)
     retention_s: int = 30 * 24 * 3600  # files, batch records and results expire after this
     # Workers
     num_replicas: int = 1
