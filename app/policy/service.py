@@ -115,12 +115,14 @@ class PolicyService:
 
     # ---- who is asking -----------------------------------------------------------------------
     async def authenticate(self, headers: Mapping[str, str]) -> Identity:
-        if not self.auth_enabled:
+        """Auth required: the key decides. Auth off: a gateway key, if one is presented, still applies
+        (its tenant, scope and limits); anything else (e.g. ``api_key="local"``) -> the tenant header."""
+        token = bearer_token(headers)
+        if not self.auth_enabled and not (token and token.startswith("sk-llmgw-")):
             tenant = headers.get(self.tenant_header) or "default"
             if not TENANT_RE.match(tenant):
                 raise AuthenticationError("Invalid tenant name.", code="invalid_tenant")
             return Identity(tenant, None, await self.tenant(tenant))
-        token = bearer_token(headers)
         if not token:
             raise AuthenticationError("Missing API key. Pass it as 'Authorization: Bearer <key>'.")
         if not looks_like_key(token):

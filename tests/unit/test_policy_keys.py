@@ -149,3 +149,15 @@ async def test_tenants_yaml_defaults_then_the_store(redis_prefix) -> None:
     assert (await off.authenticate({"x-llmgw-tenant": "acme"})).tenant_record.rpm == 3  # auth off: header
     with pytest.raises(AuthenticationError):
         await off.authenticate({"x-llmgw-tenant": "../etc"})
+
+
+async def test_auth_off_still_honours_a_presented_gateway_key() -> None:
+    svc = PolicyService(PolicyConfig(), auth_enabled=False, environ={})
+    record, key = await svc.create_key(KeyCreate(tenant="acme", models=["small"], rpm=2), "admin")
+    who = await svc.authenticate({**bearer(key), "x-llmgw-tenant": "other"})
+    assert who.key.id == record.id and who.tenant == "acme"  # the key's tenant, scope and limits
+    assert (await svc.authenticate({**bearer("local"), "x-llmgw-tenant": "t"})).tenant == "t"  # SDK placeholder
+    await svc.revoke_key(record.id, "admin")
+    svc._key_cache.drop(svc.hasher(key))
+    with pytest.raises(AuthenticationError):
+        await svc.authenticate(bearer(key))  # explicit credentials that are wrong are refused
