@@ -13,17 +13,30 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(path: str | Path):
-    import torch
+    """The whole model in its checkpoint's dtype (``config.json``'s ``dtype``, e.g. bfloat16), not float32."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
     model.eval()
     return model
+
+
+def whole_model_fits(path: str | Path, headroom: float = 0.7) -> bool:
+    """Would the whole model, in its dtype, take under ``headroom`` of the memory available now?
+    (A pack-quantized checkpoint is dequantized on load: the original's size is what it takes.)"""
+    weights = sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return True
+    return weights < headroom * available
 
 
 def generate_transformers(path: str | Path, prompt: str = "Hello world", max_new_tokens: int = 8) -> dict:
@@ -41,21 +54,27 @@ def generate_transformers(path: str | Path, prompt: str = "Hello world", max_new
 
 
 def compare_logits(original: str | Path, quantized: str | Path, texts: list[str], max_len: int = 128) -> dict:
-    """Next-token logits and perplexity of both checkpoints (float32) on ``texts``."""
+    """Next-token logits and perplexity of both checkpoints on ``texts``, both whole models loaded at once
+    in their dtype: for models that fit in memory twice (``verify_stream.streamed_logits`` otherwise)."""
     import torch
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(original)
     ref, q = _load(original), _load(quantized)
-    abs_sum = ref_abs_sum = 0.0
-    max_abs = 0.0
-    agree = count = 0
-    nll = {"original": 0.0, "quantized": 0.0}
-    kl_sum = 0.0
+    rows = []
     for text in texts:
         ids = tok(text, return_tensors="pt", truncation=True, max_length=max_len)["input_ids"]
         with torch.no_grad():
-            a, b = ref(ids).logits[0].float(), q(ids).logits[0].float()
+            rows.append((ref(ids).logits[0].float(), q(ids).logits[0].float(), ids[0]))
+    return {**logit_stats(rows), "dtype": str(ref.dtype).removeprefix("torch."), "mode": "whole models"}
+
+
+def logit_stats(rows: list[tuple[Any, Any, Any]]) -> dict:
+    """Statistics over ``(original logits, quantized logits, token ids)`` per text (logits float32 [T, V])."""
+    abs_sum = ref_abs_sum = max_abs = kl_sum = 0.0
+    agree = count = predicted = 0
+    nll = {"original": 0.0, "quantized": 0.0}
+    for a, b, ids in rows:
         diff = (a - b).abs()
         abs_sum += diff.sum().item()
         ref_abs_sum += a.abs().sum().item()
@@ -64,14 +83,14 @@ def compare_logits(original: str | Path, quantized: str | Path, texts: list[str]
         count += a.shape[0]
         la, lb = a.log_softmax(-1), b.log_softmax(-1)
         kl_sum += (la.exp() * (la - lb)).sum().item()
-        targets = ids[0, 1:]
+        targets = ids[1:]
         nll["original"] -= la[:-1].gather(1, targets[:, None]).sum().item()
         nll["quantized"] -= lb[:-1].gather(1, targets[:, None]).sum().item()
-    predicted = sum(tok(t, truncation=True, max_length=max_len)["input_ids"].__len__() - 1 for t in texts)
+        predicted += len(ids) - 1
     ppl_o, ppl_q = math.exp(nll["original"] / predicted), math.exp(nll["quantized"] / predicted)
-    vocab = a.shape[-1]
+    vocab = rows[-1][0].shape[-1]
     return {
-        "texts": len(texts),
+        "texts": len(rows),
         "positions": count,
         "mean_abs_logit_delta": abs_sum / (count * vocab),
         "mean_abs_logit": ref_abs_sum / (count * vocab),
