@@ -57,6 +57,30 @@ def test_prompt_ref_through_the_gateway(gateway_url: str, tenant: str) -> None:
     assert r.status_code == 409
 
 
+def test_cli_promote_and_rollback_over_http(gateway_url: str, tenant: str, tmp_path) -> None:
+    f = tmp_path / "t.yaml"
+    for system in ("one {{ customer }} {{ product }}", "two {{ customer }} {{ product }}"):
+        f.write_text(yaml.safe_dump(template(system)))
+        r = CliRunner().invoke(cli, ["prompts", "create", "greet", "--file", str(f), "--tenant", tenant,
+                                     "--url", gateway_url])
+        assert r.exit_code == 0, r.output
+
+    def served() -> str:
+        resp = httpx.post(f"{gateway_url}/v1/chat/completions", headers={"x-llmgw-tenant": tenant}, timeout=60,
+                          json={"model": "small", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}],
+                                "prompt_ref": {"name": "greet", "variables": {"customer": "a", "product": "b"}}})
+        assert resp.status_code == 200, resp.text
+        return resp.headers["x-llmgw-prompt"]
+
+    for args, expected in ((["promote", "greet", "1"], "greet@1"), (["promote", "greet", "2"], "greet@2"),
+                           (["rollback", "greet"], "greet@1")):
+        r = CliRunner().invoke(cli, ["prompts", *args, "--tenant", tenant, "--url", gateway_url])
+        assert r.exit_code == 0, r.output
+        assert served() == expected
+    r = CliRunner().invoke(cli, ["prompts", "diff", "greet", "1", "2", "--tenant", tenant, "--url", gateway_url])
+    assert r.exit_code == 0 and "+++ greet@2" in r.output
+
+
 def test_eval_suite_on_the_tiny_model_with_the_fake_judge(gateway_url: str, tenant: str, fake_provider,
                                                           tmp_path) -> None:
     r = admin(gateway_url, "POST", "/admin/prompts",
