@@ -311,3 +311,23 @@ async def test_batch_webhook_is_sent_once_when_the_batch_ends(env) -> None:
     await asyncio.sleep(0.3)
     assert Sender.sent == [("batch.completed", batch["id"], "completed", f"{batch['id']}:completed")]
     assert len(ledger.settled) == 1
+
+
+async def test_lane_depth_age_and_trim(env) -> None:
+    service, _, _ = env
+    q = service.store.queue
+    await q.ensure_groups()
+    for i in range(3):
+        await q.enqueue("batch", {"k": "noop", "i": str(i)})
+    await asyncio.sleep(0.05)
+    (first,) = await q.read("c1", 1, 100)
+    depth, age = await q.lane_stats("batch")
+    assert depth == 3 and age >= 0.05  # 1 pending + 2 never delivered; the oldest is the pending one
+    await q.ack(first)
+    await q.trim("batch")
+    assert await service.store.redis.xlen(service.store.keys.stream("batch")) == 2  # acked entry dropped
+    for entry in await q.read("c1", 5, 100):
+        await q.ack(entry)
+    await q.trim("batch")
+    assert (await q.lane_stats("batch"))[0] == 0
+    assert await service.store.redis.xlen(service.store.keys.stream("batch")) == 0
