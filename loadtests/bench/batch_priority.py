@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=3000)
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--pool-share", type=float, default=None, help="override batch.pool_share")
+    parser.add_argument("--busy-share", type=float, default=None, help="override batch.busy_share")
     args = parser.parse_args()
 
     from openai import OpenAI
@@ -99,6 +101,9 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "tests/gateway_test_config.yaml").read_text())
     config["batch"]["key_prefix"] = f"llmgw-bench-batch-{os.getpid()}"
     config["observability"] = {"canary": {"enabled": False}}
+    for name in ("pool_share", "busy_share"):
+        if getattr(args, name) is not None:
+            config["batch"][name] = getattr(args, name)
     start_gateway(config, port=PORT)
     url = f"http://127.0.0.1:{PORT}"
     client = OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=2, timeout=120)
