@@ -16,6 +16,7 @@ from app.caching.index import ScopedIndex
 from app.caching.keys import CacheQuery, context_key, exact_key, normalize, scope_key
 from app.caching.protection import EntryProtector
 from app.caching.settings import CacheConfig
+from app.caching.strictness import operating_point
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class ResponseCache:
     def __init__(self, cfg: CacheConfig, verifier: Any | None = None) -> None:
         self.cfg = cfg
         self.store = LRUStore(cfg.max_entries, cfg.max_bytes)
-        self.index = ScopedIndex()
+        self.index = ScopedIndex(expansion_search=cfg.ann_expansion_search)
         self.verifier = verifier
         if verifier is None and cfg.semantic_enabled and cfg.verifier_enabled:
             from app.caching.verifier import PairVerifier
@@ -149,9 +150,11 @@ class ResponseCache:
                 self._count(q.tenant, "hit_exact")
                 return CacheHit(entry.response, "exact", 1.0)
         if self.cfg.semantic_enabled and q.embedding is not None:
-            candidates = await self._candidates(q, self.cfg.similarity_threshold, now)
+            point = operating_point(self.cfg, q.strictness, getattr(self.verifier, "threshold", None))
+            candidates = await self._candidates(q, point.gate, now)
             # All candidates in one go (one model forward), off the event loop.
-            verdicts = await asyncio.to_thread(self._verified, q, [e for e, _ in candidates]) if candidates else []
+            verdicts = (await asyncio.to_thread(self._verified, q, [e for e, _ in candidates], point.threshold,
+                                                point.slot_veto) if candidates else [])
             for (entry, sim), accepted in zip(candidates, verdicts, strict=True):
                 if not accepted:
                     self._count(q.tenant, "verifier_rejected")
@@ -162,13 +165,15 @@ class ResponseCache:
         self._count(q.tenant, "miss")
         return None
 
-    def _verified(self, q: CacheQuery, entries: list[Entry]) -> list[bool]:
+    def _verified(self, q: CacheQuery, entries: list[Entry], threshold: float | None = None,
+                  slot_veto: bool = False) -> list[bool]:
         if self.verifier is None or not self.cfg.verifier_enabled:
             return [True] * len(entries)
-        query, threshold = normalize(q.last_user_text()), self.cfg.verifier_threshold
+        query = normalize(q.last_user_text())
         if hasattr(self.verifier, "accept_many"):
+            extra = {"slot_veto": True} if slot_veto else {}  # verifiers without the veto keep working
             return self.verifier.accept_many(query, [e.question for e in entries], q.embedding,
-                                             [e.embedding for e in entries], threshold)
+                                             [e.embedding for e in entries], threshold, **extra)
         return [self.verifier.accept(query, e.question, q.embedding, e.embedding, threshold) for e in entries]
 
     async def _candidates(self, q: CacheQuery, min_sim: float, now: float, k: int = 4) -> list[tuple[Entry, float]]:

@@ -19,15 +19,18 @@ from app.embedding import EMBEDDING_DIM
 class ScopedIndex:
     """scope -> usearch Index; integer keys are entry ids."""
 
-    def __init__(self, dim: int = EMBEDDING_DIM, dtype: str = "f16", connectivity: int = 16) -> None:
+    def __init__(self, dim: int = EMBEDDING_DIM, dtype: str = "f16", connectivity: int = 16,
+                 expansion_search: int | None = None) -> None:
         self.dim, self.dtype, self.connectivity = dim, dtype, connectivity
+        self.expansion_search = expansion_search  # None: usearch's default
         self._indexes: dict[str, Index] = {}
         self._lock = threading.Lock()
 
     def _index(self, scope: str) -> Index:
         index = self._indexes.get(scope)
         if index is None:
-            index = Index(ndim=self.dim, metric="cos", dtype=self.dtype, connectivity=self.connectivity)
+            extra = {} if self.expansion_search is None else {"expansion_search": self.expansion_search}
+            index = Index(ndim=self.dim, metric="cos", dtype=self.dtype, connectivity=self.connectivity, **extra)
             self._indexes[scope] = index
         return index
 

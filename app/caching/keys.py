@@ -31,6 +31,7 @@ class CacheQuery:
     sampling: dict[str, Any] = field(default_factory=dict)
     prompt_version: str | None = None
     embedding: np.ndarray | None = None
+    strictness: str | None = None  # "strict" | "balanced" (tenant option cache.strictness); None: the config's
 
     def last_user_text(self) -> str:
         if self.prompt is not None:

@@ -21,7 +21,15 @@ class CacheConfig(BaseModel):
     # `llmgw cache train-verifier --cross-encoder`
     verifier: Literal["ensemble", "mlp", "cross-encoder"] = "ensemble"
     verifier_threshold: float | None = None  # None: the artifact's threshold
-    max_temperature: float = 0.7  # above this, answers are meant to vary: bypass
+    # Operating point (app/caching/strictness.py): "strict" = similarity_threshold + verifier_threshold;
+    # "balanced" = the two values below (chosen on calibration data, docs/cache.md). Per tenant: tenant record
+    # option `cache.strictness`, passed as CacheQuery.strictness.
+    strictness: Literal["strict", "balanced"] = "strict"
+    balanced_similarity_threshold: float = Field(0.70, ge=0.0, le=1.0)
+    balanced_verifier_threshold: float = Field(0.70, ge=0.0, le=1.0)
+    slot_veto_strict: bool = False  # the one-slot veto (always on for "balanced") at the strict level too
+    ann_expansion_search: int | None = Field(None, ge=1)  # usearch search breadth; None: usearch's default (64)
+    max_temperature: float = 1.0  # a cached answer is one valid sample up to here (omitted = 1.0); above: bypass
     ttl_seconds: int = 3600
     max_entries: int = 100_000
     max_bytes: int = 512 * 1024 * 1024

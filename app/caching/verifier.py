@@ -20,6 +20,7 @@ import numpy as np
 
 from app.caching.alignment_net import AlignmentNet, alignment_proba
 from app.caching.pair_features import HAND_FEATURES, hand_features, hard_veto
+from app.caching.slots import one_slot_edit
 from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens, token_features
 from app.caching.trees import FIELDS, TreeEnsemble
 from app.memo import LRUMemo
@@ -128,10 +129,16 @@ class PairVerifier:
         return float(self.proba_pairs([query], [cached], eq, ec)[0])
 
     def accept_many(self, query: str, cached: Sequence[str], eq: np.ndarray, ec: Sequence[np.ndarray],
-                    threshold: float | None = None) -> list[bool]:
-        """``accept`` for several candidates of one query, with one model forward for all new texts."""
+                    threshold: float | None = None, slot_veto: bool = False) -> list[bool]:
+        """``accept`` for several candidates of one query, with one model forward for all new texts.
+
+        ``slot_veto``: also refuse one-slot edits (``slots.py``: "reset my password" / "reset my username").
+        """
         limit = self.threshold if threshold is None else threshold
         open_ = [i for i, c in enumerate(cached) if hard_veto(query, c) is None]
+        if slot_veto and open_:
+            views = self.token_views([query, *[cached[i] for i in open_]])
+            open_ = [i for i, v in zip(open_, views[1:], strict=True) if not one_slot_edit(views[0], v)]
         out = [False] * len(cached)
         if open_:
             proba = self.proba_pairs([query] * len(open_), [cached[i] for i in open_],
