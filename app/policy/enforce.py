@@ -88,6 +88,7 @@ class Enforcer:
             self.limiter, self.ledger = MemoryRateLimiter(clock), MemoryLedger(clock)
             self.combined = None
         self._periods: tuple[float, float, Period, Period] | None = None
+        self._warned_unpriced: set[str] = set()
 
     async def _io(self, call):
         return await guarded(call)  # deadline: the client's socket timeouts (policy.redis_timeout_s)
@@ -131,6 +132,10 @@ class Enforcer:
         """The candidates that have a price (fail closed: the others are never used); the first must be."""
         table = self.prices
         priced = [m for m in models if table is not None and table.price(m) is not None]
+        for m in models:
+            if m not in priced and m not in self._warned_unpriced:
+                self._warned_unpriced.add(m)
+                logger.warning("model %r has no price: never used (policy.prices / policy.free_models)", m)
         if models and (not priced or priced[0] != models[0]):
             raise PermissionDeniedError(f"The model '{models[0]}' has no price in the gateway's price table; "
                                         "the operator must price it or list it in policy.free_models.",
