@@ -62,11 +62,12 @@ class ResponseCache:
                                self.cfg.redis_retry_s)
                 await asyncio.sleep(self.cfg.redis_retry_s)
 
-    async def rebuild(self, batch: int = 500) -> int:
+    async def rebuild(self, batch: int = 500, chunk: int = 100) -> int:
         """Load live entries from Redis into memory and the index (after a restart), one SCAN page at a
-        time, yielding to lookups and stores between pages. Entries already in memory (stored meanwhile
-        or loaded by an earlier attempt) are kept; invalidations made meanwhile also apply to the rest.
-        Raises if Redis fails midway (what was loaded stays). Returns the number of entries loaded."""
+        time, inserted ``chunk`` entries at a time, yielding to lookups and stores in between. Entries
+        already in memory (stored meanwhile or loaded by an earlier attempt) are kept; invalidations made
+        meanwhile also apply to the rest. Raises if Redis fails midway (what was loaded stays).
+        Returns the number of entries loaded."""
         if self.redis is None:
             return 0
         started = time.perf_counter()
@@ -75,9 +76,10 @@ class ResponseCache:
         loaded = 0
         try:
             async for page in self.redis.iter_entries(batch):
-                loaded += await self._insert_rebuilt(page)
-                self.rebuild_status["loaded"] = loaded
-                await asyncio.sleep(0)
+                for i in range(0, len(page), chunk):  # hold the event loop for one chunk at a time
+                    loaded += await self._insert_rebuilt(page[i : i + chunk])
+                    self.rebuild_status["loaded"] = loaded
+                    await asyncio.sleep(0)
         finally:
             self._rebuild_filters = None
         seconds = round(time.perf_counter() - started, 3)
