@@ -216,3 +216,25 @@ async def test_async_request_returns_a_job_id_at_once_then_its_answer(lane) -> N
                             json={"model": "small", "stream": True, "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 400
         assert (await http.get(f"/v1/async/{jid}", headers={"x-llmgw-tenant": "other"})).status_code == 404
+
+
+async def test_upload_streams_in_small_chunks_with_the_file_part_before_purpose(lane) -> None:
+    _, app = lane
+    data = jsonl(40)
+    boundary = "XyZ123"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"late.jsonl\"\r\n"
+            f"Content-Type: application/jsonl\r\n\r\n").encode() + data + (
+            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}--\r\n").encode()
+
+    async def chunks():
+        for i in range(0, len(body), 333):  # the server sees many small chunks, split anywhere
+            yield body[i:i + 333]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        r = await http.post("/v1/files", content=chunks(),
+                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 200, r.text
+        f = r.json()
+        assert (f["filename"], f["bytes"], f["purpose"]) == ("late.jsonl", len(data), "batch")
+        assert (await http.get(f"/v1/files/{f['id']}/content")).content == data
