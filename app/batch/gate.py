@@ -25,6 +25,7 @@ class PoolGate:
         self.backoff_queue_depth = backoff_queue_depth
         self.limit = self.cap
         self.in_flight = 0
+        self._urgent = 0  # urgent waiters
         self._changed = asyncio.Condition()
 
     def target(self, engine_unfinished: int) -> int:
@@ -45,9 +46,14 @@ class PoolGate:
             self._changed.notify_all()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, urgent: bool = False) -> AsyncIterator[None]:
+        """A batch slot; ``urgent`` (async single requests) goes before waiting batch lines."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self._urgent += urgent
+            try:
+                await self._changed.wait_for(lambda: self.in_flight < self.limit and (urgent or not self._urgent))
+            finally:
+                self._urgent -= urgent
             self.in_flight += 1
         metrics.BATCH_IN_FLIGHT.labels(self.pool).inc()
         try:
@@ -65,6 +71,6 @@ class CapacityGate:
     def __init__(self, gates: dict[str, PoolGate]) -> None:
         self.gates = gates
 
-    def slot(self, pool: str | None):
+    def slot(self, pool: str | None, urgent: bool = False):
         gate = self.gates.get(pool or "")
-        return gate.slot() if gate is not None else contextlib.nullcontext()
+        return gate.slot(urgent) if gate is not None else contextlib.nullcontext()

@@ -247,7 +247,7 @@ class BatchWorker:
         pool = self.pool_for(body) if self.pool_for is not None else None
         if self.rate.rpm or self.rate.tpm:
             await self.rate.acquire(tenant, sum(worst_case_tokens(body, endpoint, 256)))
-        slot = self.gate.slot(pool) if self.gate is not None else _null()
+        slot = self.gate.slot(pool, urgent=key is None) if self.gate is not None else _null()  # async jobs first
         async with slot:
             if key is not None and await self.redis.hexists(self.keys.batch(key[0]), "stop"):
                 return None, None, 0.0  # cancelled or expired while it waited for capacity: never started

@@ -45,3 +45,26 @@ async def test_slots_wait_for_room() -> None:
     assert order == ["a+", "a-", "b+", "b-"]
     async with CapacityGate({}).slot("unknown"):  # a pool without a gate is not limited
         pass
+
+
+async def test_urgent_waiters_go_before_batch_lines() -> None:
+    g = gate()
+    g.limit = 1
+    order: list[str] = []
+    hold = asyncio.Event()
+
+    async def work(name: str, urgent: bool) -> None:
+        async with g.slot(urgent):
+            order.append(name)
+            if name == "first":
+                await hold.wait()
+
+    first = asyncio.create_task(work("first", False))
+    await asyncio.sleep(0.01)
+    lines = [asyncio.create_task(work(f"line{i}", False)) for i in range(2)]
+    await asyncio.sleep(0.01)
+    job = asyncio.create_task(work("job", True))
+    await asyncio.sleep(0.01)
+    hold.set()
+    await asyncio.gather(first, job, *lines)
+    assert order == ["first", "job", "line0", "line1"]
