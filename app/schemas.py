@@ -206,7 +206,7 @@ class _SamplingFields(_TopLevel):
 
 
 class ChatCompletionRequest(_SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(default_factory=list)  # may be empty only with a ``prompt_ref``
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
@@ -233,6 +233,9 @@ class ChatCompletionRequest(_SamplingFields):
 
     @model_validator(mode="after")
     def _chat_refusals(self) -> ChatCompletionRequest:
+        if not self.messages and "prompt_ref" not in (self.model_extra or {}):
+            raise InvalidRequestError("'messages' must hold at least one message (or name a 'prompt_ref').",
+                                      param="messages")
         for i, m in enumerate(self.messages):
             for j, part in enumerate(m.content if isinstance(m.content, list) else ()):
                 if isinstance(part, _OtherPart):

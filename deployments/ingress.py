@@ -14,18 +14,22 @@ from ray.serve.handle import DeploymentHandle
 from app.api import async_jobs, batches, files
 from app.api.batch_scope import BatchScope, batch_scope
 from app.api.completions import complete
+from app.api.embeddings_handler import embeddings
+from app.api.model_list import list_models
+from app.api.policy_admin import dispatch as policy_dispatch
 from app.api.prompts import PromptAdmin
 from app.api.prompts import dispatch as prompts_dispatch
+from app.api.responses_handler import responses
 from app.batch.service import BatchService
 from app.config import GatewayConfig
-from app.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from app.errors import InvalidRequestError, NotFoundError
 from app.http_body import parse_json_object
 from app.http_errors import install_error_handlers
 from app.observability import metrics
 from app.observability.request_log import RequestLogger
 from app.observability.tracing import setup_tracing
-from app.pipeline.build import build_pipeline
-from app.policy.auth import is_admin
+from app.pipeline.build import build_pipeline, default_services
+from app.policy.auth import require_admin
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
 from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle
 
@@ -53,10 +57,15 @@ class Ingress:
         self.names = self.config.model_names()
         self.breakers = BreakerRegistry(self.config.fallback.breaker)
         setup_tracing(self.config.observability.tracing)
+        self.router = router
+        request_log = RequestLogger(self.config.observability.request_log)
+        router_client = RouterHandle(router)
+        self.services = default_services(self.config, request_log, embed=router_client.embed_sync)
+        self.policy = self.services.policy
         self.pipeline = build_pipeline(
-            self.config, router=RouterHandle(router), cache=CacheHandle(cache) if cache is not None else None,
+            self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
             pools=PoolHandles(pools), providers=ProviderHandle(fallback) if fallback is not None else None,
-            breakers=self.breakers, request_log=RequestLogger(self.config.observability.request_log),
+            breakers=self.breakers, request_log=request_log, services=self.services,
         )
         self.max_body = self.config.ingress.max_body_bytes
         self.batch_service = BatchService.from_config(self.config)  # None: no redis.url -> batch routes 404
@@ -70,10 +79,44 @@ class Ingress:
     async def completions(self, request: Request) -> Response:
         return await complete(self.pipeline, request, "completions", self.max_body)
 
+    @api.post("/v1/embeddings")
+    async def embeddings(self, request: Request) -> Response:
+        return await embeddings(request, self.router.embed_batch.remote, self.max_body,
+                                self.pipeline.stage("authenticate"))
+
+    @api.post("/v1/responses")
+    async def responses(self, request: Request) -> Response:
+        return await responses(self.pipeline, request, self.max_body)
+
     @api.get("/v1/models")
-    async def models(self) -> dict[str, Any]:
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "llm-gateway"} for name in self.names]
-        return {"object": "list", "data": data}
+    async def models(self, request: Request) -> dict[str, Any]:
+        return await list_models(self.policy, self.names, request.headers)
+
+    # ---- policy: keys, tenants, usage (one dispatcher: app/api/policy_admin.py, docs/policy.md) ----
+    @api.get("/v1/usage")
+    async def own_usage(self, request: Request) -> dict[str, Any]:
+        return await self._policy_call(request)
+
+    @api.api_route("/admin/keys{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def keys_admin(self, request: Request, rest: str = "") -> dict[str, Any]:
+        return await self._policy_call(request)
+
+    @api.api_route("/admin/tenants{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def tenants_admin(self, request: Request, rest: str = "") -> dict[str, Any]:
+        return await self._policy_call(request)
+
+    @api.get("/admin/usage")
+    async def usage_admin(self, request: Request) -> dict[str, Any]:
+        return await self._policy_call(request)
+
+    async def _policy_call(self, request: Request) -> dict[str, Any]:
+        body = None
+        if request.method in ("POST", "PUT", "PATCH"):
+            raw = await request.body()
+            body = parse_json_object(raw, self.max_body) if raw.strip() else None
+        client = request.client.host if request.client is not None else None
+        return await policy_dispatch(self.policy, self.config.auth, request.method, request.url.path,
+                                     request.headers, request.query_params, body, client)
 
     @api.get("/metrics")
     async def prometheus(self) -> Response:
@@ -195,8 +238,7 @@ class Ingress:
         return await async_jobs.get_async(await self._scope(request), job_id)
 
     def _require_admin(self, request: Request) -> None:
-        if not is_admin(request.headers, self.config.auth):
-            raise PermissionDeniedError("Admin endpoints need the admin key (Authorization: Bearer <key>).")
+        require_admin(request.headers, self.config.auth)  # 403 when no admin key is configured
 
     def _cache_handle(self) -> DeploymentHandle:
         if self.cache is None:

@@ -17,8 +17,16 @@ class RouterHandle:
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
 
-    async def analyze(self, text: str, classify: bool) -> RouteDecision:
-        return await self.handle.analyze.remote(text, classify=classify, carrier=inject_context())
+    async def analyze(self, text: str, classify: bool, *, large_share: float | None = None,
+                      turns: int = 1) -> RouteDecision:
+        return await self.handle.analyze.remote(text, classify=classify, carrier=inject_context(),
+                                                large_share=large_share, turns=turns)
+
+    def embed_sync(self, texts: list[str]):
+        """MiniLM vectors from the router's model, for callers in a worker thread (the injection guard)."""
+        import numpy as np
+
+        return np.asarray(self.handle.embed_batch.remote(list(texts)).result(), dtype=np.float32)
 
 
 class CacheHandle:

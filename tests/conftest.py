@@ -14,6 +14,8 @@ TEST_CONFIG = ROOT / "tests" / "gateway_test_config.yaml"
 
 
 PROVIDER_KEY_ENV = "LLMGW_TEST_OPENAI_KEY"
+ADMIN_KEY = "sk-llmgw-test-admin-" + "0" * 32  # the test graph's admin key (inherited by every Ray worker)
+os.environ.setdefault("LLMGW_ADMIN_KEY", ADMIN_KEY)
 SPAN_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-spans-{GATEWAY_PORT}.jsonl"
 REQUEST_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-requests-{GATEWAY_PORT}.jsonl"
 
@@ -72,5 +74,7 @@ def gateway_url(fake_provider) -> str:
 
 @pytest.fixture()
 def client(gateway_url: str):
-    with httpx.Client(base_url=gateway_url, timeout=120) as c:
+    """Sends the admin key too (admin routes need it; with auth off it does not name a tenant)."""
+    headers = {"authorization": f"Bearer {os.environ['LLMGW_ADMIN_KEY']}"}
+    with httpx.Client(base_url=gateway_url, timeout=120, headers=headers) as c:
         yield c

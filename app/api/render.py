@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app.generation import merge_chunks
 from app.pipeline.context import Answer, RequestContext
 from app.schemas import chat_response, completion_response
 from app.sse import cancel_on_exit, sse_stream
@@ -12,13 +13,16 @@ from app.sse import cancel_on_exit, sse_stream
 
 async def unary_payload(ctx: RequestContext, answer: Answer) -> dict[str, Any]:
     """Drain the answer (finishers run at its end) and build the response body."""
-    async for _ in answer.rest:
-        pass
-    final = ctx.final or answer.first
-    build = chat_response if ctx.endpoint == "chat" else completion_response
-    model = final.model or answer.first.model or ctx.response_headers.get("x-llmgw-model", "")
-    return build(ctx.gen.request_id, model, ctx.text, final.finish_reason, final.prompt_tokens,
-                 final.completion_tokens)
+    chunks = [answer.first]
+    async for chunk in answer.rest:
+        chunks.append(chunk)
+    whole = merge_chunks(chunks)
+    model = whole.model or answer.first.model or ctx.response_headers.get("x-llmgw-model", "")
+    if ctx.endpoint == "chat":
+        return chat_response(ctx.gen.request_id, model, whole.text, whole.finish_reason, whole.prompt_tokens,
+                             whole.completion_tokens, tool_calls=whole.tool_calls, logprobs=whole.logprobs)
+    return completion_response(ctx.gen.request_id, model, whole.text, whole.finish_reason, whole.prompt_tokens,
+                               whole.completion_tokens, logprobs=whole.logprobs)
 
 
 def sse_body(ctx: RequestContext, answer: Answer) -> AsyncIterator[bytes]:

@@ -17,7 +17,8 @@ from app.route_decision import RouteDecision
 
 
 class RouterClient(Protocol):
-    async def analyze(self, text: str, classify: bool) -> RouteDecision: ...
+    async def analyze(self, text: str, classify: bool, *, large_share: float | None = None,
+                      turns: int = 1) -> RouteDecision: ...
 
 
 class CacheClient(Protocol):

@@ -2,33 +2,75 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from app.config import GatewayConfig
+from app.guardrails.service import Guardrails
 from app.observability.request_log import RequestLogger
+from app.pipeline.admit import Admit
 from app.pipeline.authenticate import Authenticate
 from app.pipeline.backends import CacheClient, PoolClient, ProviderClient, RouterClient
 from app.pipeline.cache import Cache
 from app.pipeline.generate import Generate
+from app.pipeline.guard_input import GuardInput
+from app.pipeline.guard_output import GuardOutput
 from app.pipeline.log import Log
 from app.pipeline.parse import Parse
 from app.pipeline.pipeline import Pipeline
+from app.pipeline.render_prompt import PromptWiring
+from app.pipeline.reserve import Reserve
 from app.pipeline.route import Route
-from app.pipeline.settle_cost import Cost
+from app.pipeline.settle import Settle
 from app.pipeline.tokens import CountTokens
+from app.policy.service import PolicyService
 from app.resilience.breaker import BreakerRegistry
+from app.structured.stage import StructuredOutput
+
+
+@dataclass
+class Services:
+    """What the stages share beyond the backends (built once per ingress replica)."""
+
+    policy: PolicyService
+    guardrails: Guardrails
+    prompts: PromptWiring | None = None
+
+
+def default_services(config: GatewayConfig, request_log: RequestLogger | None = None,
+                     embed: Any = None) -> Services:
+    """Policy on ``redis.url`` (in memory without it), guardrails, prompts (registry on the same Redis)."""
+    from app.pipeline.render_prompt import build_prompt_wiring
+    from app.policy.factory import build_policy
+
+    return Services(build_policy(config), Guardrails(config.guardrails, embed=embed),
+                    build_prompt_wiring(config, request_log=request_log))
 
 
 def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache: CacheClient | None,
                    pools: PoolClient, providers: ProviderClient | None, breakers: BreakerRegistry,
-                   request_log: RequestLogger) -> Pipeline:
-    """parse → authenticate → route → tokens → cache → generate ⟶ settle → log (README: request path)."""
+                   request_log: RequestLogger, services: Services | None = None) -> Pipeline:
+    """parse → authenticate → admit → render_prompt → route → tokens → guard_input → reserve → cache →
+    generate; output: structured_output, guard_output; finishers: settle → prompt_outcome → log."""
+    svc = services or default_services(config, request_log)
     cache_stage = Cache(cache) if cache is not None else None
+    generate = Generate(config, pools, providers, cache, breakers,
+                        pending=cache_stage.pending if cache_stage is not None else None)
+    prompts = svc.prompts
     stages = [
         Parse(config),
-        Authenticate(config.auth),
+        Authenticate(svc.policy),
+        Admit(svc.policy),
+        *([prompts.render] if prompts is not None else []),
         Route(config, router, cache_enabled=cache is not None),
         CountTokens(config),
+        GuardInput(svc.guardrails),
+        Reserve(svc.policy),
         *([cache_stage] if cache_stage is not None else []),
-        Generate(config, pools, providers, cache, breakers,
-                 pending=cache_stage.pending if cache_stage is not None else None),
+        generate,
     ]
-    return Pipeline(stages=stages, output_stages=[], finishers=[Cost(), Log(request_log)])
+    online = prompts.online if prompts is not None else None
+    finishers = [Settle(svc.policy), *([prompts.outcome] if prompts is not None else []),
+                 Log(request_log, online=online)]
+    return Pipeline(stages=stages, output_stages=[StructuredOutput(generate), GuardOutput(svc.guardrails)],
+                    finishers=finishers)

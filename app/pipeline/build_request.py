@@ -23,8 +23,7 @@ def generation_request(parsed: ChatCompletionRequest | CompletionRequest, rid: s
         seed=parsed.seed,
         presence_penalty=parsed.presence_penalty,
         frequency_penalty=parsed.frequency_penalty,
+        **parsed.sampling_fields(),  # structured output, logprobs, logit_bias
     )
-    if isinstance(parsed, ChatCompletionRequest):
-        messages = [{"role": m.role, "content": m.text()} for m in parsed.messages]
-        return GenerationRequest(rid, parsed.model, messages=messages, sampling=sampling, tenant=tenant)
-    return GenerationRequest(rid, parsed.model, prompt=parsed.prompt_text(), sampling=sampling, tenant=tenant)
+    # chat: messages with tool history, tools, tool_choice, parallel_tool_calls; completions: the prompt
+    return GenerationRequest(rid, parsed.model, sampling=sampling, tenant=tenant, **parsed.generation_fields())

@@ -35,6 +35,10 @@ class Generate:
         self.breakers = breakers
         self.pending = pending  # app.pending_writes.PendingWrites of the cache stage (stale lookups wait)
         self._attempt = itertools.count()
+        kinds = {p.kind for p in config.fallback.providers}
+        # what the providers step can honour: OpenAI's wire has logprobs/logit_bias, Anthropic's has not
+        self.provider_capabilities = frozenset({"tools", "response_format"} | (
+            {"logprobs", "logit_bias"} if kinds == {"openai"} else set()))
 
     def _fresh(self, req: GenerationRequest) -> GenerationRequest:
         return dataclasses.replace(req, request_id=f"{req.request_id}-{next(self._attempt)}")
@@ -59,9 +63,12 @@ class Generate:
                 steps.append(self._pool_step(cand.name.removeprefix("pool:"), req, ctx.stream))
             elif cand.kind == "provider" and self.providers is not None and not providers_added:
                 providers_added = True  # the fallback deployment runs the providers' own chain
-                steps.append(Step("providers", lambda: self.providers.stream(req), retry=False))
+                steps.append(Step("providers", lambda: self.providers.stream(req), retry=False,
+                                  capabilities=self.provider_capabilities))
             elif cand.kind == "stale_cache" and ctx.cache_query is not None and self.cache is not None:
-                steps.append(Step("stale_cache", lambda: self._stale(ctx), retry=False, degraded=True))
+                # a stored text answer honours no tool call, format or logprobs request
+                steps.append(Step("stale_cache", lambda: self._stale(ctx), retry=False, degraded=True,
+                                  capabilities=frozenset()))
         return steps
 
     async def _stale(self, ctx: RequestContext) -> AsyncIterator[GenerationChunk]:
@@ -77,7 +84,7 @@ class Generate:
 
     async def __call__(self, ctx: RequestContext) -> None:
         cfg = self.config.fallback
-        result = await run_chain(self.steps(ctx), cfg.retry, cfg.unavailable_retry_after_s)
+        result = await run_chain(self.steps(ctx), cfg.retry, cfg.unavailable_retry_after_s, needs=ctx.gen.needs())
         ctx.first_token_at = time.perf_counter()
         metrics.observe_path(result.path, fallback=result.path != f"pool:{ctx.pool}")
         ctx.response_headers["x-llmgw-path"] = result.path

@@ -4,6 +4,7 @@ and written to the request log (the prompt/response/evaluation triplet; PII reda
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from app.observability import metrics
 from app.observability.request_log import RequestLogger, RequestLogRecord
@@ -29,15 +30,16 @@ def record(ctx: RequestContext, now: float) -> RequestLogRecord:
         latency_ms=(now - ctx.started) * 1000, ttft_ms=ttft * 1000 if ttft is not None else None,
         tpot_ms=tpot * 1000 if tpot is not None else None,
         prompt_tokens=last.prompt_tokens if last is not None else 0, completion_tokens=completion,
-        cost_usd=ctx.cost_usd or 0.0,
+        cost_usd=ctx.cost_usd or 0.0, price_version=ctx.price_version,
     )
 
 
 class Log:
     name = "log"
 
-    def __init__(self, request_log: RequestLogger) -> None:
+    def __init__(self, request_log: RequestLogger, online: Any = None) -> None:
         self.request_log = request_log
+        self.online = online  # app.evaluation.online.OnlineEvaluator: scores a sample, then logs it itself
 
     async def __call__(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
@@ -54,4 +56,6 @@ class Log:
             provider=ctx.response_headers.get("x-llmgw-path", "") if error is not None else "",
         )
         if self.request_log.cfg.enabled and ctx.body is not None:
-            self.request_log.log(record(ctx, now))
+            rec = record(ctx, now)
+            if self.online is None or not self.online.submit(rec):
+                self.request_log.log(rec)

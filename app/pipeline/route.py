@@ -105,13 +105,17 @@ class Route:
         if (pool and not need_embedding) or self.router is None:
             return pool or cfg.default_pool, None
         text, classify = ctx.gen.last_user_text(), not pool
-        decision = self.decisions.get((text, classify))
+        share = tenant_option(ctx, "router.large_share", None)  # the tenant's operating point, if any
+        turns = sum(1 for m in ctx.gen.messages or () if m.get("role") == "user") or 1
+        memo_key = (text, classify, share, turns)
+        decision = self.decisions.get(memo_key)
         if decision is None:
             try:
-                decision = await asyncio.wait_for(self.router.analyze(text, classify), cfg.timeout_s)
+                decision = await asyncio.wait_for(
+                    self.router.analyze(text, classify, large_share=share, turns=turns), cfg.timeout_s)
             except Exception as exc:  # the router must never fail a request
                 logger.warning("router unavailable (%s); using %s", type(exc).__name__, pool or cfg.default_pool)
                 return pool or cfg.default_pool, None
             if memoizable(text, decision):
-                self.decisions.put((text, classify), decision)
+                self.decisions.put(memo_key, decision)
         return pool or decision.pool, decision if not pool else embedding_only(decision)

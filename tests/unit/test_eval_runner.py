@@ -34,8 +34,9 @@ def gateway():
     cfg = config()
     pipe, pools, _ = make(cfg=cfg)
     wiring = build_prompt_wiring(cfg)
-    pipe.stages.insert(2, wiring.render)
-    pipe.finishers = [pipe.finishers[0], wiring.outcome, *pipe.finishers[1:]]
+    # the pipeline's own prompt stage and finisher, on this test's registry
+    pipe.stages = [wiring.render if s.name == "render_prompt" else s for s in pipe.stages]
+    pipe.finishers = [wiring.outcome if f.name == "prompt_outcome" else f for f in pipe.finishers]
     asyncio.run(wiring.registry.create("acme", "qa", template(), labels=["production"]))
 
     async def chat(request: Request):

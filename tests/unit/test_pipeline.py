@@ -26,7 +26,9 @@ MODELS = ROOT / ".cache" / "models"
 def config(**extra) -> GatewayConfig:
     pools = [{"name": n, "engine": {"model": str(MODELS / f"tiny-{n}"), "served_model_name": f"tiny-{n}",
                                      "max_model_len": 128}} for n in ("small", "large")]
-    return GatewayConfig.model_validate({"pools": pools, "ingress": {"default_max_tokens": 16}, **extra})
+    guardrails = {"input": {"injection": {"enabled": False}}}  # the classifier has tests of its own
+    return GatewayConfig.model_validate({"pools": pools, "ingress": {"default_max_tokens": 16},
+                                         "guardrails": guardrails, **extra})
 
 
 class Pools:
@@ -61,7 +63,7 @@ class Router:
     def __init__(self, pool: str = "large") -> None:
         self.pool, self.calls = pool, 0
 
-    async def analyze(self, text: str, classify: bool) -> RouteDecision:
+    async def analyze(self, text: str, classify: bool, large_share=None, turns=1) -> RouteDecision:
         self.calls += 1
         return RouteDecision(self.pool, 0.9, None, "classifier")
 
@@ -119,7 +121,10 @@ async def drain(pipe, ctx) -> str:
 
 async def test_stages_in_order_and_finish_once() -> None:
     pipe, pools, counting = make()
-    assert [s.name for s in pipe.stages] == ["parse", "authenticate", "route", "tokens", "generate"]
+    assert [s.name for s in pipe.stages] == ["parse", "authenticate", "admit", "render_prompt", "route", "tokens",
+                                             "guard_input", "reserve", "generate"]
+    assert [s.name for s in pipe.output_stages] == ["structured_output", "guard_output"]
+    assert [s.name for s in pipe.finishers] == ["settle", "prompt_outcome", "log", "counting"]
     ctx = ctx_for(chat())
     text = await drain(pipe, ctx)
     assert text == "w w w " and pools.calls == [("large", 16, 1.0)]  # auto -> router's pool; default max_tokens
@@ -156,13 +161,14 @@ async def test_client_gone_mid_stream_finishes_once_and_cancels_upstream() -> No
     ctx = ctx_for(chat(stream=True))
     answer = await pipe.run(ctx)
     await anext(answer.rest)
+    await anext(answer.rest)
     await answer.rest.aclose()  # what Starlette does when the client disconnects
     for _ in range(50):
         if counting.seen:
             break
         await asyncio.sleep(0.01)
     assert counting.seen == [(200, None, True)] and ctx.aborted
-    assert ctx.final.completion_tokens == 2  # billed for what it produced: first chunk + one more
+    assert ctx.final.completion_tokens == 2  # billed for what it produced: the two chunks read
 
 
 async def test_effective_max_tokens() -> None:

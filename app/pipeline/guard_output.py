@@ -1,0 +1,52 @@
+"""Output stage ``guard_output``: PII and secrets in the answer redacted (or the answer blocked) by the
+asking tenant's rules — fresh answers and cache hits alike. Streams are redacted as they flow: only as much
+text is held back as a match can span, so nothing leaves split across two chunks unredacted. A block ends
+the answer with ``finish_reason: content_filter`` (OpenAI's own) and what was already safe to send."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+from app.generation import GenerationChunk
+from app.guardrails.service import Guardrails
+from app.pipeline.context import Answer, RequestContext
+from app.pipeline.guard_input import note
+from app.pipeline.route import tenant_option
+
+
+class GuardOutput:
+    name = "guard_output"
+
+    def __init__(self, guardrails: Guardrails) -> None:
+        self.guardrails = guardrails
+
+    def wrap(self, ctx: RequestContext, answer: Answer) -> Answer:
+        guard = self.guardrails.output_guard(ctx.tenant, tenant_option(ctx, "guardrails", None))
+        if not guard.active:
+            return answer
+        first = answer.first
+        placeholder = GenerationChunk("", None, first.prompt_tokens, 0, first.model)
+        return dataclasses.replace(answer, first=placeholder, rest=self._redacted(ctx, answer, guard.stream()))
+
+    async def _redacted(self, ctx: RequestContext, answer: Answer, redactor) -> AsyncIterator[GenerationChunk]:
+        chunk: GenerationChunk | None = answer.first
+        try:
+            while chunk is not None:
+                out = redactor.feed(chunk.text)
+                if redactor.blocked:
+                    yield dataclasses.replace(chunk, text=out, finish_reason="content_filter", tool_calls=None)
+                    if answer.cancel is not None:
+                        answer.cancel()
+                    return
+                if chunk.finish_reason is not None:
+                    out += redactor.flush()
+                    yield dataclasses.replace(chunk, text=out)
+                    return
+                yield dataclasses.replace(chunk, text=out)  # empty text too: token counts keep flowing
+                chunk = await anext(answer.rest, None)
+            tail = redactor.flush()  # a stream that ended without a finish reason
+            if tail:
+                yield GenerationChunk(tail, None, answer.first.prompt_tokens, 0, answer.first.model)
+        finally:
+            note(ctx, redactor.decisions)
