@@ -115,10 +115,18 @@ class PolicyService:
 
     # ---- who is asking -----------------------------------------------------------------------
     async def authenticate(self, headers: Mapping[str, str]) -> Identity:
-        """Auth required: the key decides. Auth off: a gateway key, if one is presented, still applies
-        (its tenant, scope and limits); anything else (e.g. ``api_key="local"``) -> the tenant header."""
+        """Auth required: the key decides. Auth off: a known gateway key still applies (its tenant, scope and
+        limits; revoked or expired: 401); anything else (``api_key="local"``, an unknown key, the admin key)
+        -> the tenant header."""
         token = bearer_token(headers)
-        if not self.auth_enabled and not (token and token.startswith("sk-llmgw-")):
+        if not self.auth_enabled:
+            if token and looks_like_key(token):
+                try:
+                    record = await self._find_key(self.hasher(token))
+                except StoreUnavailable:
+                    record = None  # auth off: the store being away never refuses a request
+                if record is not None:
+                    return await self._identity(record, self.hasher(token))
             tenant = headers.get(self.tenant_header) or "default"
             if not TENANT_RE.match(tenant):
                 raise AuthenticationError("Invalid tenant name.", code="invalid_tenant")
@@ -132,9 +140,12 @@ class PolicyService:
             record = await self._find_key(key_hash)
         except StoreUnavailable:
             raise unavailable("API key") from None
-        now = self.clock()
         if record is None:
             raise AuthenticationError("Incorrect API key provided.")
+        return await self._identity(record, key_hash)
+
+    async def _identity(self, record: KeyRecord, key_hash: str) -> Identity:
+        now = self.clock()
         if not record.accepts(key_hash, now):
             status = record.status(now)
             reason = {"revoked": "has been revoked", "expired": "has expired"}.get(status, "is no longer valid")

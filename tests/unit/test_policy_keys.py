@@ -157,7 +157,9 @@ async def test_auth_off_still_honours_a_presented_gateway_key() -> None:
     who = await svc.authenticate({**bearer(key), "x-llmgw-tenant": "other"})
     assert who.key.id == record.id and who.tenant == "acme"  # the key's tenant, scope and limits
     assert (await svc.authenticate({**bearer("local"), "x-llmgw-tenant": "t"})).tenant == "t"  # SDK placeholder
+    unknown = "sk-llmgw-test-admin-" + "0" * 32  # e.g. the admin key sent along: not a tenant key
+    assert (await svc.authenticate({**bearer(unknown), "x-llmgw-tenant": "t"})).key is None
     await svc.revoke_key(record.id, "admin")
     svc._key_cache.drop(svc.hasher(key))
     with pytest.raises(AuthenticationError):
-        await svc.authenticate(bearer(key))  # explicit credentials that are wrong are refused
+        await svc.authenticate(bearer(key))  # a known key that was revoked is refused
