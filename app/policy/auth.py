@@ -16,7 +16,8 @@ from app.config import AuthConfig
 from app.errors import PermissionDeniedError
 from app.policy.service import admin_key_matches, bearer_token
 
-__all__ = ["admin_key", "bearer_token", "ensure_local_admin_key", "is_admin", "require_admin"]
+__all__ = ["admin_key", "bearer_token", "ensure_local_admin_key", "guard_metrics", "is_admin", "readyz_view",
+           "require_admin"]
 
 
 def admin_key(cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> str | None:
@@ -56,3 +57,18 @@ def ensure_local_admin_key(path: str | Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key, True
+
+
+def guard_metrics(headers: Mapping[str, str], cfg: AuthConfig, protect: bool,
+                  environ: Mapping[str, str] = os.environ) -> None:
+    """``policy.protect_metrics``: /metrics (tenant labels, breaker states) needs the admin key."""
+    if protect:
+        require_admin(headers, cfg, environ)
+
+
+def readyz_view(body: dict, headers: Mapping[str, str], cfg: AuthConfig, protect: bool,
+                environ: Mapping[str, str] = os.environ) -> dict:
+    """``policy.protect_readyz_detail``: without the admin key /readyz says only ready or not."""
+    if protect and not admin_key_matches(bearer_token(headers), admin_key(cfg, environ)):
+        return {"status": body.get("status")}
+    return body

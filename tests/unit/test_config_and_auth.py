@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from app.config import AuthConfig, GatewayConfig, load_config
 from app.errors import PermissionDeniedError
-from app.policy.auth import ensure_local_admin_key, is_admin, require_admin
+from app.policy.auth import ensure_local_admin_key, guard_metrics, is_admin, readyz_view, require_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = {"name": "small", "engine": {"model": "m"}}
@@ -72,3 +72,15 @@ def test_local_admin_key_file(tmp_path: Path) -> None:
     assert created and key.startswith("sk-llmgw-admin-") and len(key) > 40
     assert (tmp_path / ".cache" / "admin_key").stat().st_mode & 0o777 == 0o600
     assert ensure_local_admin_key(tmp_path / ".cache" / "admin_key") == (key, False)
+
+
+def test_metrics_and_readyz_detail_behind_the_admin_key() -> None:
+    cfg, env = AuthConfig(), {"LLMGW_ADMIN_KEY": "adm"}
+    guard_metrics({}, cfg, protect=False, environ=env)
+    with pytest.raises(PermissionDeniedError):
+        guard_metrics({}, cfg, protect=True, environ=env)
+    guard_metrics({"authorization": "Bearer adm"}, cfg, protect=True, environ=env)
+    body = {"status": "ready", "pools": {"small": "ok"}, "breakers": {"pool:small": "closed"}}
+    assert readyz_view(body, {}, cfg, protect=True, environ=env) == {"status": "ready"}
+    assert readyz_view(body, {"authorization": "Bearer adm"}, cfg, protect=True, environ=env) == body
+    assert readyz_view(body, {}, cfg, protect=False, environ=env) == body
