@@ -16,24 +16,11 @@ from app.config import AuthConfig
 from app.errors import PermissionDeniedError
 from app.policy.service import admin_key_matches, bearer_token
 
-__all__ = ["admin_key", "bearer_token", "ensure_local_admin_key", "guard_metrics", "is_admin", "readyz_view",
-           "require_admin"]
+__all__ = ["admin_key", "bearer_token", "ensure_local_admin_key", "guard_metrics", "readyz_view", "require_admin"]
 
 
 def admin_key(cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get(cfg.admin_key_env) or None
-
-
-def is_admin(headers: Mapping[str, str], cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> bool:
-    """LEGACY check of the pre-policy admin routes (cache, prompts): open with auth off and no admin key.
-
-    Kept until those routes and their integration tests move to :func:`require_admin` (the issue-11
-    rule: no admin key configured -> 403); then this function goes.
-    """
-    key = admin_key(cfg, environ)
-    if key is None:
-        return not cfg.enabled
-    return admin_key_matches(bearer_token(headers), key)
 
 
 def require_admin(headers: Mapping[str, str], cfg: AuthConfig, environ: Mapping[str, str] = os.environ) -> None:
