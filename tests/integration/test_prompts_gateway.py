@@ -4,6 +4,7 @@ headers, and `llmgw eval` scoring a small suite with the judge served by the loc
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import httpx
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.gateway
 
 @pytest.fixture()
 def tenant(gateway_url: str) -> str:
-    probe = httpx.get(f"{gateway_url}/admin/prompts", params={"global": "true"}, timeout=10)
+    probe = admin(gateway_url, "GET", "/admin/prompts", params={"global": "true"})
     if probe.status_code == 404 and "not enabled" in probe.text:
         pytest.skip("the render_prompt stage is not wired into build_pipeline yet")
     assert probe.status_code == 200, probe.text
@@ -29,7 +30,9 @@ def tenant(gateway_url: str) -> str:
 
 
 def admin(gateway_url: str, method: str, path: str, **kw) -> httpx.Response:
-    return httpx.request(method, f"{gateway_url}{path}", timeout=30, **kw)
+    """An admin call with the test graph's admin key (tests/conftest.py; the CLI reads the same env var)."""
+    headers = {"Authorization": f"Bearer {os.environ['LLMGW_ADMIN_KEY']}"}
+    return httpx.request(method, f"{gateway_url}{path}", timeout=30, headers=headers, **kw)
 
 
 def test_prompt_ref_through_the_gateway(gateway_url: str, tenant: str) -> None:

@@ -26,10 +26,12 @@ async def setup(shadow_generate=None, cache=None):
     await registry.create("acme", "support", template(), labels=["production"])
     await registry.create("acme", "support", template("v2 for {{ customer }} / {{ product }}"))
     pipe, pools, _counting = make(cfg=cfg, cache=cache)
-    pipe.stages.insert(2, RenderPrompt(cfg, registry, experiments))
     shadow = ShadowRunner(shadow_generate, experiments) if shadow_generate else None
     outcome = PromptOutcome(cfg, experiments, shadow)
-    pipe.finishers = [pipe.finishers[0], outcome, *pipe.finishers[1:]]
+    # the pipeline's own prompt stage and finisher, on this test's registry
+    pipe.stages = [RenderPrompt(cfg, registry, experiments) if s.name == "render_prompt" else s for s in pipe.stages]
+    pipe.finishers = [outcome if f.name == "prompt_outcome" else f for f in pipe.finishers]
+    assert [s.name for s in pipe.stages].index("render_prompt") < [s.name for s in pipe.stages].index("route")
     return pipe, pools, registry, experiments, outcome, shadow
 
 
