@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from loadtests.bench.openai_load import run_load
+from loadtests.bench.openai_load import LoadResult
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8013
@@ -35,7 +35,7 @@ CHAT = "/v1/chat/completions"
 
 def batch_file(n: int, tag: str, max_tokens: int) -> bytes:
     rows = [{"custom_id": f"{tag}-{i}", "method": "POST", "url": CHAT,
-             "body": {"model": "small", "max_tokens": max_tokens, "cache": False, "ignore_eos": True,
+             "body": {"model": "small", "max_tokens": max_tokens, "cache": False,
                       "messages": [{"role": "user", "content": f"Batch {tag} item {i}: summarise."}]}}
             for i in range(n)]
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
@@ -61,13 +61,58 @@ def wait_done(client, bid: str, timeout: float = 1800) -> object:
     raise RuntimeError(f"batch {bid} did not finish")
 
 
+async def _one(client: httpx.AsyncClient, max_tokens: int, stream: bool, i: int):
+    body = {"model": "small", "max_tokens": max_tokens, "stream": stream, "cache": False,
+            "messages": [{"role": "user", "content": f"Real-time question number {i}, please answer."}]}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    t0 = time.perf_counter()
+    ttft, tokens = None, 0
+    if stream:
+        async with client.stream("POST", CHAT, json=body) as resp:
+            if resp.status_code != 200:
+                return None
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if ttft is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                    ttft = time.perf_counter() - t0
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+    else:
+        resp = await client.post(CHAT, json=body)
+        if resp.status_code != 200:
+            return None
+        tokens = resp.json()["usage"]["completion_tokens"]
+    return time.perf_counter() - t0, tokens, ttft
+
+
+async def load(url: str, concurrency: int, requests: int, max_tokens: int, stream: bool) -> LoadResult:
+    """Closed loop: ``concurrency`` clients, ``requests`` in all (no vLLM-only fields: the gateway refuses them)."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        await _one(client, 4, stream, -1)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def worker(i: int):
+            async with sem:
+                return await _one(client, max_tokens, stream, i)
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(worker(i) for i in range(requests)))
+        seconds = time.perf_counter() - t0
+    ok = [r for r in results if r is not None]
+    return LoadResult(len(results), len(results) - len(ok), sum(r[1] for r in ok), seconds,
+                      [r[0] for r in ok], [r[2] for r in ok if r[2] is not None])
+
+
 def realtime(url: str, args) -> dict:
-    res = asyncio.run(run_load(url, "small", args.rt_concurrency, args.rt_requests, args.max_tokens, True))
-    return res.row()
+    return asyncio.run(load(url, args.rt_concurrency, args.rt_requests, args.max_tokens, True)).row()
 
 
 def realtime_items(url: str, n: int, concurrency: int, max_tokens: int) -> float:
-    res = asyncio.run(run_load(url, "small", concurrency, n, max_tokens, False))
+    res = asyncio.run(load(url, concurrency, n, max_tokens, False))
     return (res.requests - res.errors) / res.seconds
 
 
@@ -126,6 +171,8 @@ def main() -> None:
 
         bid = submit(client, batch_file(args.items, "tp", args.max_tokens))
         b = wait_done(client, bid)
+        if b.request_counts.failed:
+            print(f"warning: {b.request_counts.failed} batch lines failed")
         batch_items_s = b.request_counts.completed / max(b.completed_at - b.in_progress_at, 1)
         rt_items_s = realtime_items(url, args.items, cap, args.max_tokens)
     finally:
