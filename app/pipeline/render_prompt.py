@@ -218,6 +218,19 @@ class PromptWiring:
     outcome: PromptOutcome
     shadow: ShadowRunner | None
     online: Any = None  # app.evaluation.online.OnlineEvaluator when evaluation.online is on and a judge is set
+    config: GatewayConfig | None = None
+    judge: Any = None  # app.evaluation.judge.Judge when evaluation.judge is set
+    request_log: Any = None
+
+    def attach_shadow(self, generate: Any) -> ShadowRunner:
+        """Enable shadow runs once the backends exist: ``generate(GenerationRequest) -> GenerationChunk | str``
+        (``request.model`` is a pool name), e.g. ``lambda req: pools.generate(req.model, req)``."""
+        cfg = self.config.prompts.shadow if self.config is not None else None
+        self.shadow = ShadowRunner(generate, self.experiments, request_log=self.request_log, judge=self.judge,
+                                   max_concurrency=cfg.max_concurrency if cfg else 4,
+                                   timeout_s=cfg.timeout_s if cfg else 60.0)
+        self.outcome.shadow = self.shadow
+        return self.shadow
 
 
 def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_generate: Any = None,
@@ -244,4 +257,4 @@ def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_g
     if judge is not None and ev.online.enabled and request_log is not None:
         online = OnlineEvaluator(judge, ev.online, request_log, experiments)
     return PromptWiring(registry, experiments, RenderPrompt(config, registry, experiments),
-                        PromptOutcome(config, experiments, shadow), shadow, online)
+                        PromptOutcome(config, experiments, shadow), shadow, online, config, judge, request_log)

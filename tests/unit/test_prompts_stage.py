@@ -196,3 +196,16 @@ async def test_experiment_models_are_checked_and_restart_resets_stats() -> None:
     await wiring.experiments.stop("acme", "e")
     await wiring.experiments.start("acme", {"name": "e", "prompt": "p", "variants": [{"name": "a", "weight": 1}]})
     assert (await wiring.experiments.status("acme", "e"))["variants"]["a"]["requests"] == 0
+
+
+async def test_attach_shadow_after_the_backends_exist() -> None:
+    from app.pipeline.render_prompt import build_prompt_wiring
+
+    wiring = build_prompt_wiring(config())
+    assert wiring.shadow is None and wiring.outcome.shadow is None
+
+    async def generate(req):
+        return "x"
+
+    runner = wiring.attach_shadow(generate)
+    assert wiring.outcome.shadow is runner and runner.max_concurrency == config().prompts.shadow.max_concurrency
