@@ -36,10 +36,9 @@ def engine():
     from app.engines.vllm_engine import VLLMEngine
 
     ensure_tiny_models()
-    pool = PoolConfig(name="small", engine=EngineConfig(model=".cache/models/tiny-small", served_model_name="tiny-small",
-                                                        max_model_len=1024, dtype="bfloat16", enforce_eager=True,
-                                                        max_num_seqs=8),
-                      env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    engine_cfg = EngineConfig(model=".cache/models/tiny-small", served_model_name="tiny-small", max_model_len=1024,
+                              dtype="bfloat16", enforce_eager=True, max_num_seqs=8)
+    pool = PoolConfig(name="small", engine=engine_cfg, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     eng = VLLMEngine(pool)
     yield eng
     eng.shutdown()
@@ -93,7 +92,8 @@ def test_required_tool_choice_yields_calls_of_known_functions(engine) -> None:
 
 def test_streamed_named_call_arguments_join_to_valid_json(engine) -> None:
     async def deltas():
-        req = chat("named-stream", tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        choice = {"type": "function", "function": {"name": "get_weather"}}
+        req = chat("named-stream", tools=[WEATHER], tool_choice=choice)
         return [c async for c in engine.stream(req)]
 
     chunks = asyncio.get_event_loop().run_until_complete(deltas())

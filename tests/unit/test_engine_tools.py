@@ -93,3 +93,17 @@ def test_auto_plain_text_stays_content(tokenizer) -> None:
     content = "".join(out.feed(p, [0])[0] for p in ("Hello ", "there <to", "ol"))
     rest, calls = out.finish()
     assert content + rest == "Hello there <tool" and calls is None and out.finish_reason("stop") == "stop"
+
+
+def test_whitespace_guard_counts_the_trailing_run_across_deltas() -> None:
+    from app.engines.vllm_engine import MAX_WHITESPACE_RUN, _whitespace_run
+
+    run = 0
+    for delta in ('{"a": "x', "  ", " \n", "\t "):
+        run = _whitespace_run(run, delta)
+    assert run == 6
+    assert _whitespace_run(run, " y ") == 1  # text in between resets the run
+    run = 0
+    for _ in range(MAX_WHITESPACE_RUN):
+        run = _whitespace_run(run, " ")
+    assert run >= MAX_WHITESPACE_RUN
