@@ -9,6 +9,7 @@ handlers for the same 413, then sends each an oversized body the way clients do 
 client saw:
 
 * ``/immediate``  checks Content-Length and answers 413 without reading the body (the gateway today);
+* ``/immediate_close`` the same with ``Connection: close`` (uvicorn then closes with the body unread);
 * ``/drain``      reads and discards the body (app.api.body_limit.drain, bounded) and then answers 413;
 * ``/bounded``    reads with app.api.body_limit.read_body_bounded (stops at the limit: chunked bodies
                   too), drains the rest, answers 413.
@@ -50,12 +51,20 @@ async def immediate(request: Request):
         return JSONResponse({{"error": {{"message": "too large", "code": "request_too_large"}}}}, status_code=413)
     return {{"ok": len(await request.body())}}
 
+@app.post("/immediate_close")
+async def immediate_close(request: Request):
+    size = int(request.headers.get("content-length") or 0)
+    if size > LIMIT:
+        return JSONResponse({{"error": {{"message": "too large", "code": "request_too_large"}}}}, status_code=413,
+                            headers={{"connection": "close"}})
+    return {{"ok": len(await request.body())}}
+
 @app.post("/drain")
 async def drained(request: Request):
     size = int(request.headers.get("content-length") or 0)
     if size > LIMIT:
         await drain(request.stream())
-        return reply(PayloadTooLargeError("too large", headers={{"connection": "close"}}))
+        return reply(PayloadTooLargeError("too large"))
     return {{"ok": len(await request.body())}}
 
 @app.post("/bounded")
@@ -147,7 +156,7 @@ def main() -> None:
                 yield body[i : i + (1 << 16)]
 
         results = {}
-        for path in ("/immediate", "/drain", "/bounded"):
+        for path in ("/immediate", "/immediate_close", "/drain", "/bounded"):
             url = f"http://127.0.0.1:{port}{path}"
             results[path] = {
                 "httpx content-length": outcome(lambda url=url: httpx.post(url, content=body, timeout=30).status_code),
