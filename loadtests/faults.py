@@ -131,14 +131,19 @@ def _judge(status: int, raw: str, stream: bool) -> tuple[bool, str]:
     return raw.rstrip().endswith("data: [DONE]"), "" if raw.rstrip().endswith("data: [DONE]") else "cut-stream"
 
 
+def _normal(path: str) -> bool:
+    """An answer from a pool or a verified cache hit: not a degraded one (providers, stale cache)."""
+    return path.startswith("pool:") or path in ("cache", "")
+
+
 def summarize(outcomes: list[Outcome], start: float, end: float, fault_at: float) -> dict:
     mine = [o for o in outcomes if start <= o.t < end]
-    bad = [o for o in mine if not (o.status == 200 and o.complete and o.path.startswith("pool:"))]
+    bad = [o for o in mine if not (o.status == 200 and o.complete and _normal(o.path))]
     late = [o.t + o.latency_s for o in bad if o.t >= fault_at]
     return {
         "sent": len(mine),
         "answered": sum(o.status is not None and o.complete for o in mine),
-        "ok_from_pools": sum(o.status == 200 and o.complete and o.path.startswith("pool:") for o in mine),
+        "ok_normal": sum(o.status == 200 and o.complete and _normal(o.path) for o in mine),
         "errors_by_code": dict(Counter(f"{o.status}:{o.code}" for o in mine if o.code)),
         "lost": sum(o.status is None or not o.complete for o in mine),
         "paths": dict(Counter(o.path or "-" for o in mine)),
