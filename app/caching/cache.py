@@ -111,7 +111,7 @@ class ResponseCache:
             by_context.setdefault(entry.context, []).append(entry)
         for context, entries in by_context.items():  # one usearch call per context
             self.index.add_many(context, np.array([e.id for e in entries], dtype=np.uint64),
-                                np.stack([e.embedding for e in entries]))
+                                np.stack([e.embedding for e in entries]), threads=1)
         if stale and self.redis is not None:
             await self.redis.delete(stale)
         return len(keep)

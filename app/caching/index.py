@@ -38,9 +38,11 @@ class ScopedIndex:
         with self._lock:
             self._index(scope).add(key, np.asarray(vector, dtype=np.float32))
 
-    def add_many(self, scope: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+    def add_many(self, scope: str, keys: np.ndarray, vectors: np.ndarray, threads: int = 0) -> None:
+        """``threads``: usearch's insert threads (0: all cores; the cache rebuild uses 1 to leave cores
+        to serving, and for small batches it is faster too: thread start-up dominates)."""
         with self._lock:
-            self._index(scope).add(keys, np.asarray(vectors, dtype=np.float32))
+            self._index(scope).add(keys, np.asarray(vectors, dtype=np.float32), threads=threads)
 
     def remove(self, scope: str, key: int) -> None:
         with self._lock:
