@@ -71,19 +71,19 @@ class ResponseCache:
         if self.redis is None:
             return 0
         started = time.perf_counter()
-        self.rebuild_status.update(state="running", loaded=0)
-        self._rebuild_filters = []
+        self.rebuild_status["state"] = "running"
+        if self._rebuild_filters is None:  # kept across failed attempts: an invalidation between them counts
+            self._rebuild_filters = []
         loaded = 0
-        try:
-            async for page in self.redis.iter_entries(batch):
-                for i in range(0, len(page), chunk):  # hold the event loop for one chunk at a time
-                    loaded += await self._insert_rebuilt(page[i : i + chunk])
-                    self.rebuild_status["loaded"] = loaded
-                    await asyncio.sleep(0)
-        finally:
-            self._rebuild_filters = None
+        async for page in self.redis.iter_entries(batch):
+            for i in range(0, len(page), chunk):  # hold the event loop for one chunk at a time
+                n = await self._insert_rebuilt(page[i : i + chunk])
+                loaded += n
+                self.rebuild_status["loaded"] += n
+                await asyncio.sleep(0)
+        self._rebuild_filters = None
         seconds = round(time.perf_counter() - started, 3)
-        self.rebuild_status.update(state="done", loaded=loaded, seconds=seconds)
+        self.rebuild_status.update(state="done", seconds=seconds)
         logger.info("cache rebuilt %d entries from redis in %.1f s", loaded, seconds)
         return loaded
 
