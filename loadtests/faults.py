@@ -16,6 +16,7 @@ another:
 * ``redis_outage``   the private redis-server is stopped for 30 s, then started again;
 * ``provider_faults`` both pools are kept down and the provider answers 500, then 429, then hangs past
                      its timeout, then breaks its streams (one sub-phase each);
+* ``oversized_body`` 20 MB bodies (Content-Length, chunked, raw socket): the 413 or a reset? (issue 14 #2);
 * ``disconnect_storm`` 64 streams are opened and dropped by the client after their first chunk.
 
 Per phase: requests sent, answered (a complete 200, or an error status with an OpenAI-shaped JSON
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = "/tmp/llmgw-graph.lock"
 APP = "llm-gateway"
 PROVIDER_KEY_ENV = "LLMGW_FAULTS_PROVIDER_KEY"
-PHASES = ("pool_replica", "cache_replica", "redis_outage", "provider_faults", "disconnect_storm")
+PHASES = ("pool_replica", "cache_replica", "redis_outage", "provider_faults", "oversized_body", "disconnect_storm")
 REPEATED = [f"What is the capital of country number {i}?" for i in range(16)]
 
 
@@ -339,6 +340,23 @@ async def run_phases(args, url: str, provider, redis_holder: dict) -> dict:
                 back = max(await wait_running("pool-small"), await wait_running("pool-large"))
                 return {"pools_back_s": round(back, 1)}
             await phase(f"provider_{mode}", pools_down_and, restore_provider)
+    if "oversized_body" in args.phases:  # issue 14 #2 on the live gateway: a 413, or a reset?
+        from loadtests.body_limit_repro import outcome, raw_socket
+
+        big = json.dumps({"model": "small", "messages": [{"role": "user", "content": "x" * (20 << 20)}]}).encode()
+
+        def chunked():
+            for i in range(0, len(big), 1 << 16):
+                yield big[i : i + (1 << 16)]
+
+        chat = f"{url}/v1/chat/completions"
+        probes = {
+            "httpx content-length": lambda: httpx.post(chat, content=big, timeout=60).status_code,
+            "httpx chunked": lambda: httpx.post(chat, content=chunked(), timeout=60).status_code,
+            "raw socket": lambda: raw_socket(args.port, "/v1/chat/completions", big),
+        }
+        report["oversized_body_20MB"] = {k: await asyncio.to_thread(outcome, f) for k, f in probes.items()}
+        print(f"[faults] oversized_body: {json.dumps(report['oversized_body_20MB'])}", flush=True)
     if "disconnect_storm" in args.phases:
         result: dict = {}
 
