@@ -74,6 +74,9 @@ class RouterConfig(_Strict):
     enabled: bool = True
     artifact: str | None = None  # None -> the bundled default artifact
     threshold: float | None = None  # None -> the artifact's documented threshold
+    # Send about this share of traffic to the large pool (mapped to a threshold on the artifact's calibration
+    # scores; `threshold` wins if both are set). Per tenant: tenant record option `router.large_share`.
+    large_share: float | None = Field(None, ge=0.0, le=1.0)
     small_pool: str = "small"
     large_pool: str = "large"
     default_pool: str = "small"  # used when routing is off or fails

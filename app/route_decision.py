@@ -24,17 +24,34 @@ class RouteDecision:
     reason: str  # "classifier" | "no-classifier" | "no-embedding" | "classifier-error" | "not-routed"
 
 
-def decide_route(clf: Classifier | None, text: str, embedding: np.ndarray | None, cfg: RouterConfig) -> RouteDecision:
-    """score >= threshold -> large pool, else small pool; any failure -> cfg.default_pool."""
+def route_threshold(clf: Classifier, cfg: RouterConfig, large_share: float | None = None) -> float:
+    """The operating point: a per-request (tenant) ``large_share``, else ``cfg.threshold``, else
+    ``cfg.large_share``, else the artifact's threshold. Shares map to thresholds on the artifact's
+    calibration scores (``RouterClassifier.threshold_for_share``)."""
+    if large_share is not None:
+        return float(clf.threshold_for_share(large_share))  # type: ignore[attr-defined]
+    if cfg.threshold is not None:
+        return cfg.threshold
+    if cfg.large_share is not None:
+        return float(clf.threshold_for_share(cfg.large_share))  # type: ignore[attr-defined]
+    return clf.threshold
+
+
+def decide_route(clf: Classifier | None, text: str, embedding: np.ndarray | None, cfg: RouterConfig,
+                 large_share: float | None = None, turns: int = 1) -> RouteDecision:
+    """score >= threshold -> large pool, else small pool; any failure -> cfg.default_pool.
+
+    ``large_share``: a per-tenant operating point; ``turns``: user turns in the conversation so far.
+    """
     if clf is None:
         return RouteDecision(cfg.default_pool, None, embedding, "no-classifier")
     if embedding is None:
         return RouteDecision(cfg.default_pool, None, embedding, "no-embedding")
     try:
-        score = float(clf.score(text, embedding))
+        score = float(clf.score(text, embedding) if turns <= 1 else clf.score(text, embedding, turns=turns))
+        threshold = route_threshold(clf, cfg, large_share)
     except Exception:
         return RouteDecision(cfg.default_pool, None, embedding, "classifier-error")
-    threshold = cfg.threshold if cfg.threshold is not None else clf.threshold
     pool = cfg.large_pool if score >= threshold else cfg.small_pool
     return RouteDecision(pool, score, embedding, "classifier")
 

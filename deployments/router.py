@@ -17,7 +17,7 @@ from ray import serve
 from app.config import RouterConfig
 from app.observability.settings import TracingConfig
 from app.observability.tracing import set_attributes, setup_tracing, start_span
-from app.route_decision import RouteDecision, decide_route
+from app.route_decision import RouteDecision, decide_route, route_threshold
 
 logger = logging.getLogger("ray.serve")
 MAX_EMBED_CHARS = 4000  # MiniLM reads 256 word pieces; longer text only costs tokenizer time
@@ -80,19 +80,25 @@ class Router:
         vectors = await asyncio.to_thread(self.embedder.encode, texts)
         return [v.tolist() for v in vectors]
 
-    async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None) -> RouteDecision:
-        """Embedding of ``text`` and, if ``classify``, the pool it should go to."""
+    async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None,
+                      large_share: float | None = None, turns: int = 1) -> RouteDecision:
+        """Embedding of ``text`` and, if ``classify``, the pool it should go to.
+
+        Optional (backward-compatible): ``large_share`` — the tenant's operating point (tenant record
+        option ``router.large_share``); ``turns`` — user turns in the conversation so far.
+        """
         with start_span("router.analyze", carrier=carrier) as span:
-            decision = await self._analyze(text, classify)
+            decision = await self._analyze(text, classify, large_share, turns)
             set_attributes(span, route=decision.pool, **{"llmgw.route.reason": decision.reason,
                                                          "llmgw.route.score": decision.score})
             return decision
 
-    async def _analyze(self, text: str, classify: bool) -> RouteDecision:
+    async def _analyze(self, text: str, classify: bool, large_share: float | None = None,
+                       turns: int = 1) -> RouteDecision:
         embedding = await self.embed(text)
         if not classify:
             return RouteDecision(pool=self.config.default_pool, score=None, embedding=embedding, reason="not-routed")
-        decision = decide_route(self.classifier, text, embedding, self.config)
+        decision = decide_route(self.classifier, text, embedding, self.config, large_share, turns)
         self.counters["decisions"] += 1
         if decision.reason != "classifier":
             self.counters["fallbacks"] += 1
@@ -104,5 +110,13 @@ class Router:
             **self.counters,
             "embed_memo_hits": self.memo.hits, "embed_memo_size": len(self.memo),
             "classifier": getattr(self.classifier, "version", None),
-            "threshold": self.config.threshold or getattr(self.classifier, "threshold", None),
+            "threshold": self._threshold(),
         }
+
+    def _threshold(self) -> float | None:
+        if self.classifier is None:
+            return self.config.threshold
+        try:
+            return route_threshold(self.classifier, self.config)
+        except Exception:
+            return None

@@ -1,4 +1,5 @@
-"""`llmgw router train|eval`: train the classifier and print its quality/cost curve."""
+"""`llmgw router train|eval|calibrate`: train the classifier, report its quality (tables + PNG), and
+recalibrate its large-share mapping on your own traffic."""
 
 from __future__ import annotations
 
@@ -28,24 +29,49 @@ def print_report(report: RouterReport, title: str) -> None:
     )
 
 
+def _ci(v: tuple[float, float, float]) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
 @router_app.command()
 def train(
-    out: Path = typer.Option(None, help="Artifact path (default: the bundled app/routing/artifacts/router-v1.json)."),
-    kind: str = typer.Option("mlp", help="mlp | logreg"),
+    out: Path = typer.Option(None, help="Artifact path (default: the bundled app/routing/artifacts/router-v2.json)."),
+    v1: bool = typer.Option(False, help="Only the v1 MMLU/GSM8K MLP (no blend, no calibration scores)."),
+    kind: str = typer.Option("mlp", help="v1 only: mlp | logreg"),
     seed: int = typer.Option(0),
-    large_share: float = typer.Option(0.5, help="Default threshold sends about this share to the large pool."),
-    by_source: bool = typer.Option(False, help="Hold out whole sources (subjects) instead of a stratified split."),
+    large_share: float = typer.Option(0.4, help="v1 only: default threshold sends about this share to large."),
+    by_source: bool = typer.Option(False, help="v1 only: hold out whole sources (subjects)."),
+    from_request_log: Path = typer.Option(None, help="Also fit the blend on labelled records of this request log."),
+    tenant: str = typer.Option(None, help="With --from-request-log: only this tenant's records."),
+    retrain_base: bool = typer.Option(False, help="Retrain the base MLP too (embeds all 11.5k prompts: slow)."),
 ) -> None:
-    """Train on ../shared/data/routing with a held-out split; write the versioned artifact."""
+    """Train on ../shared/data/routing (+ our calibration set, + your labelled request log); write the artifact."""
     from app.routing.classifier import DEFAULT_ARTIFACT
-    from app.routing.train import train_router
 
-    artifact, extra = train_router(kind=kind, seed=seed, large_share=large_share, by_group=by_source)
-    print_report(extra["report"], f"held-out test split ({artifact['metadata']['split']['test']} prompts)")
-    at = artifact["metadata"]["test"]["at_threshold"]
-    console.print(f"default threshold {artifact['threshold']:.4f}: large share {at['large_share']:.2f}, "
-                  f"accuracy {at['accuracy']:.3f}, PGR {at['pgr']:.3f}")
     target = out or DEFAULT_ARTIFACT
+    if v1:
+        from app.routing.train import train_router
+
+        artifact, extra = train_router(kind=kind, seed=seed, large_share=large_share, by_group=by_source)
+        print_report(extra["report"], f"held-out test split ({artifact['metadata']['split']['test']} prompts)")
+    else:
+        from app.routing.datasets import embed_texts_cached
+        from app.routing.request_log_data import labelled, read_log
+        from app.routing.train_general import train_general
+
+        extra_rows = extra_emb = None
+        if from_request_log is not None:
+            extra_rows = labelled(read_log(str(from_request_log), tenant))
+            console.print(f"request log: {len(extra_rows)} labelled prompts "
+                          f"({int(extra_rows.large.sum())} needing the large model)")
+            extra_emb = embed_texts_cached(extra_rows.prompts, "request-log") if len(extra_rows) else None
+        artifact, extra = train_general(seed=seed, extra=extra_rows, extra_emb=extra_emb, retrain_base=retrain_base)
+        if extra["base_report"] is not None:
+            print_report(extra["base_report"], "base MLP, RouteLLM held-out split")
+        blend = artifact["metadata"]["blend"]
+        console.print(f"blend rows {blend['rows']}, chosen {blend['chosen']}; threshold {artifact['threshold']:.4f} "
+                      f"(out-of-fold calibration accuracy {blend['calibration_oof_accuracy']:.3f}, "
+                      f"large share {blend['calibration_large_share']:.2f})")
     target.write_text(json.dumps(artifact, separators=(",", ":")))
     console.print(f"wrote {target} ({target.stat().st_size // 1024} KiB, version {artifact['version']})")
 
@@ -53,21 +79,89 @@ def train(
 @router_app.command("eval")
 def evaluate(
     artifact: Path = typer.Option(None, help="Artifact to evaluate (default: bundled)."),
+    report: Path = typer.Option(None, help="Write a PNG of the quality/cost curves here."),
+    rounds: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
 ) -> None:
-    """Print the quality/cost curve of an artifact on the held-out split it was trained with."""
+    """APGR on the RouteLLM held-out split and accuracy on the everyday eval set, beside the length rule."""
+    from app.routing.classifier import RouterClassifier
+    from app.routing.quality import everyday_quality, routellm_quality
+
+    clf = RouterClassifier.load(artifact)
+    rl = routellm_quality(clf, rounds=max(rounds // 4, 100))
+    table = Table(title=f"RouteLLM MMLU/GSM8K held-out split ({rl.n} prompts), {clf.version}")
+    for col in ("scorer", "APGR [95% CI]", "large share for 50% PGR"):
+        table.add_column(col)
+    for name, v in rl.apgr.items():
+        table.add_row(name, _ci(v), f"{rl.share_for_pgr50[name]:.2f}")
+    console.print(table)
+    ev = everyday_quality(clf, rounds=rounds)
+    table = Table(title=f"everyday eval set ({ev.n} prompts): router threshold {ev.threshold:.3f}, "
+                        f"length rule >= {ev.length_cutoff} chars (both chosen on the calibration set)")
+    for col in ("slice", "n (large)", "router acc [95% CI]", "length rule acc [95% CI]"):
+        table.add_column(col)
+    table.add_row("all", f"{ev.n}", _ci(ev.accuracy["router"]), _ci(ev.accuracy["length rule"]))
+    table.add_row("AUC", "", _ci(ev.auc["router"]), _ci(ev.auc["length rule"]))
+    for group in (ev.by_category, ev.by_case):
+        for key, v in group.items():
+            table.add_row(key, f"{int(v['n'][0])} ({int(v['n'][1])})", _ci(v["router"]), _ci(v["length rule"]))
+    console.print(table)
+    console.print(f"large share: router {ev.large_share['router']:.2f}, length rule {ev.large_share['length rule']:.2f}"
+                  f"; only the router right: {ev.router_wins}, only the length rule right: {len(ev.length_wins)}")
+    for category, prompt, label in ev.length_wins:
+        console.print(f"  length rule right, router wrong [{category}, needs {'large' if label else 'small'}]: "
+                      f"{prompt[:90]!r}")
+    if report is not None:
+        from app.routing.plots import Panel, write_report
+
+        t_share = ev.large_share["router"]
+        recall = ev.curves["router"][1]
+        recall_at = float(recall[min(round(t_share * ev.n), ev.n)])
+        write_report(report, f"router {clf.version}: quality vs cost", [
+            Panel("RouteLLM held-out: performance gap recovered", "share of calls to the large model",
+                  "PGR", {f"{k} (APGR {v[0]:.2f})": rl.curves[k] for k, v in rl.apgr.items()}, diagonal=True,
+                  ylim=(-0.1, 1.15)),
+            Panel(f"everyday eval set ({ev.n} prompts)", "share of prompts sent to the large model",
+                  "share of large-needed prompts that got it",
+                  {f"{k} (AUC {ev.auc[k][0]:.2f})": ev.curves[k] for k in ev.curves}, diagonal=True,
+                  points={f"router threshold: acc {ev.accuracy['router'][0]:.2f}": (t_share, recall_at)}),
+        ])
+        console.print(f"wrote {report}")
+
+
+@router_app.command()
+def calibrate(
+    from_request_log: Path = typer.Option(..., help="Request log JSONL (rotated copies are read too)."),
+    tenant: str = typer.Option(None, help="Only this tenant's traffic (a per-tenant large_share mapping)."),
+    artifact: Path = typer.Option(None, help="Artifact to recalibrate (default: bundled)."),
+    out: Path = typer.Option(None, help="Write the recalibrated artifact here (default: print only)."),
+) -> None:
+    """Map large_share to thresholds on your own logged prompts (no labels needed)."""
     import numpy as np
 
     from app.routing.classifier import RouterClassifier
-    from app.routing.evaluate import evaluate_router
-    from app.routing.features import feature_matrix
-    from app.routing.train import embed_cached, load_dataset, split_indices
+    from app.routing.datasets import embed_texts_cached
+    from app.routing.request_log_data import read_log
 
     clf = RouterClassifier.load(artifact)
-    data = load_dataset()
-    split = clf.metadata.get("split", {})
-    _, test = split_indices(data.groups, split.get("seed", 0), by_group=split.get("by_source", False))
-    x = feature_matrix([data.prompts[i] for i in test], embed_cached(data.prompts, data.sha256)[test])
-    scores = clf.score_features(x)
-    print_report(evaluate_router(scores, data.small_ok[test], data.large_ok[test]), f"{clf.version} on {len(test)}")
-    share = float(np.mean(scores >= clf.threshold))
-    console.print(f"threshold {clf.threshold:.4f} sends {share:.2f} of these prompts to the large pool")
+    prompts = read_log(str(from_request_log), tenant)
+    if len(prompts) < 50:
+        console.print(f"only {len(prompts)} routed prompts in the log; need at least 50")
+        raise typer.Exit(1)
+    texts = [p.text for p in prompts]
+    scores = clf.score_many(texts, embed_texts_cached(texts, "request-log"), [p.turns for p in prompts])
+    from app.routing.calibration import share_at, threshold_for_share
+
+    for share in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+        t = threshold_for_share(scores, share)
+        console.print(f"large_share {share:.1f} -> threshold {t:.4f} (bundled calibration: "
+                      f"{share_at(clf.calibration_scores, t):.2f})" if clf.calibration_scores else
+                      f"large_share {share:.1f} -> threshold {t:.4f}")
+    console.print(f"artifact threshold {clf.threshold:.4f} sends {np.mean(scores >= clf.threshold):.2f} "
+                  "of this traffic")
+    if out is not None:
+        data = json.loads((artifact or clf.default_path).read_text())
+        data["calibration_scores"] = [round(float(s), 6) for s in np.sort(scores)]
+        data.setdefault("metadata", {})["calibration"] = {"source": "request log", "prompts": len(scores),
+                                                           "tenant": tenant}
+        out.write_text(json.dumps(data, separators=(",", ":")))
+        console.print(f"wrote {out}")
