@@ -8,7 +8,8 @@ the request in the engine; we count those aborts.
 Structured output and forced tool choices decode under vLLM's structured outputs (xgrammar, no
 free whitespace between JSON tokens); ``tool_choice: auto`` answers are read by the pool's vLLM tool
 parser; ``logprobs`` come from the sampler. A whitespace guard ends a guided answer that loops on
-whitespace inside a string (vLLM #38696) with ``finish_reason: length``.
+whitespace inside a string (vLLM #38696) with ``finish_reason: length``; tokens with raw control
+characters are banned while decoding JSON (xgrammar would let them into strings).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class VLLMEngine:
 
         ToolParserManager.get_tool_parser(self.tool_parser)  # an unknown parser name fails at start, not per request
         self.counters = {"requests": 0, "aborted": 0, "failed": 0, "guided": 0, "whitespace_guard": 0}
+        self._control_ids: list[int] | None = None  # tokens with raw control characters (see _guided_bias)
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
         if req.messages is not None:
@@ -87,6 +89,7 @@ class VLLMEngine:
                 f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion).",
                 param="max_tokens",
             )
+        structured = self._structured(req)
         return SamplingParams(
             max_tokens=max_tokens,
             temperature=s.temperature,
@@ -96,8 +99,8 @@ class VLLMEngine:
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
             logprobs=s.logprobs,
-            logit_bias=self._logit_bias(s.logit_bias),
-            structured_outputs=self._structured(req),
+            logit_bias=self._guided_bias(self._logit_bias(s.logit_bias), structured is not None),
+            structured_outputs=structured,
             skip_special_tokens=tool_mode(req.tools, req.tool_choice) != "auto",
             output_kind=RequestOutputKind.DELTA,
         )
@@ -111,6 +114,18 @@ class VLLMEngine:
             raise InvalidRequestError(f"logit_bias token id {bad[0]} is outside this model's vocabulary "
                                       f"(0..{self.vocab_size - 1}).", param="logit_bias")
         return out
+
+    def _guided_bias(self, bias: dict[int, float] | None, guided: bool) -> dict[int, float] | None:
+        """Guided JSON: ban tokens holding raw control characters (U+0000-U+001F). xgrammar 0.2.8 lets them
+        into JSON strings, where RFC 8259 forbids them (``json.loads`` and the SDKs reject the answer)."""
+        if not guided:
+            return bias
+        if self._control_ids is None:
+            texts = self.tokenizer.batch_decode([[i] for i in range(self.vocab_size)])
+            specials = set(getattr(self.tokenizer, "all_special_ids", ()))
+            self._control_ids = [i for i, t in enumerate(texts)
+                                 if i not in specials and any(ord(c) < 0x20 for c in t)]
+        return {**dict.fromkeys(self._control_ids, -100.0), **(bias or {})}
 
     def _structured(self, req: GenerationRequest):
         """Guided decoding: a forced tool choice's schema, else the response_format's."""

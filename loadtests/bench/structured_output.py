@@ -36,6 +36,9 @@ def fmt(name: str, schema: dict) -> dict:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
+examples: dict[str, str] = {}  # schema -> its first non-valid answer (shown in the report)
+
+
 async def engine_mode(pool: str, seeds: int, max_tokens: int) -> tuple[Counter, dict[str, Counter], list[float]]:
     from app.config import EngineConfig, PoolConfig
     from app.engines.base import collect
@@ -57,9 +60,11 @@ async def engine_mode(pool: str, seeds: int, max_tokens: int) -> tuple[Counter, 
                 t0 = time.perf_counter()
                 out = await collect(engine.stream(req))
                 latencies.append(time.perf_counter() - t0)
-                verdict = validate_text(out.text, schema, out.finish_reason).verdict
-                total[verdict] += 1
-                per[name][verdict] += 1
+                check = validate_text(out.text, schema, out.finish_reason)
+                total[check.verdict] += 1
+                per[name][check.verdict] += 1
+                if check.verdict != "valid" and name not in examples:
+                    examples[name] = f"{check.verdict}: {check.errors[0]} <- {out.text[:160]!r}"
     finally:
         engine.shutdown()
     return total, per, latencies
@@ -110,6 +115,8 @@ def report(total: Counter, per: dict[str, Counter], latencies: list[float], mode
           f"invalid {total['invalid']})")
     if "reasks" in total:
         print(f"re-asks (counted apart, from /metrics): {total['reasks']}")
+    for name, example in examples.items():
+        print(f"  first non-valid {name}: {example}")
     lat = sorted(latencies)
     print(f"latency per request: p50 {statistics.median(lat) * 1000:.0f} ms, "
           f"p95 {lat[int(0.95 * (len(lat) - 1))] * 1000:.0f} ms")

@@ -122,3 +122,15 @@ def test_logprobs_and_logit_bias(engine) -> None:
     forced = engine.tokenizer.encode("hello", add_special_tokens=False)[0]
     out = run(engine, chat("bias", max_tokens=4, logit_bias={str(forced): 100}))
     assert out.text == engine.tokenizer.decode([forced] * 4)
+
+
+def test_guided_strings_never_carry_raw_control_characters(engine) -> None:
+    """xgrammar alone lets U+0000-U+001F into JSON strings (invalid JSON); the engine bans those tokens."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 16}},
+              "required": ["name"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    for seed in range(20):
+        out = run(engine, chat(f"ctl-{seed}", seed=seed, structured=fmt, max_tokens=64))
+        assert not any(ord(c) < 0x20 for c in out.text), repr(out.text)
+        if out.finish_reason == "stop":
+            Draft202012Validator(schema).validate(json.loads(out.text))
