@@ -140,3 +140,24 @@ async def test_rendered_messages(registry: PromptRegistry) -> None:
     msgs = render(pv.template, {"customer": "Ann", "product": "Ray"})
     assert msgs == [{"role": "system", "content": "You help Ann with Ray."},
                     {"role": "user", "content": "Tone: friendly"}]
+
+
+async def test_experiment_stats_per_variant(registry: PromptRegistry) -> None:
+    from app.prompts.experiment_store import Experiments, Outcome
+
+    await registry.create("acme", "p", template(), labels=["production"])
+    experiments = Experiments(registry)
+    exp = await experiments.start("acme", {"name": "e", "prompt": "p", "variants": [
+        {"name": "a", "weight": 1}, {"name": "b", "weight": 1}]})
+    assert (await experiments.active("acme", "p")).name == "e"
+    for ms, err in ((20, False), (40, False), (3000, True)):
+        await experiments.record_outcome(exp, "a", Outcome(ms, 10, 5, 0.001, error=err, guardrail=err))
+    await experiments.record_score(exp, "a", 0.5)
+    await experiments.record_score(exp, "a", 1.0)
+    a = (await experiments.status("acme", "e"))["variants"]["a"]
+    assert a["requests"] == 3 and a["error_rate"] == a["guardrail_rate"] == round(1 / 3, 4)
+    assert a["latency_ms_mean"] == 1020.0 and a["latency_p50"] == "<= 50 ms" and a["latency_p95"] == "<= 5000 ms"
+    assert (a["prompt_tokens"], a["completion_tokens"], a["cost_usd"]) == (30, 15, 0.003)
+    assert a["judge_score_mean"] == 0.75 and a["judged"] == 2
+    await experiments.stop("acme", "e")
+    assert await experiments.active("acme", "p") is None
