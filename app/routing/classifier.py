@@ -4,7 +4,9 @@ Score = P(the prompt needs the large model). v1 artifacts: one MLP over [MiniLM 
 structural features] trained on MMLU/GSM8K. v2 artifacts add a **blend**: a logistic model over
 [that MLP's logit | task signals (``signals.py``) | embedding] fitted on open-ended labelled
 prompts (MT-Bench judgements + our everyday calibration set), and the blend's out-of-fold scores
-on calibration prompts so ``large_share`` maps to a threshold. Loading never needs scikit-learn.
+on calibration prompts so ``large_share`` maps to a threshold, and a **gate** (P(the prompt is like
+MMLU/GSM8K)) that hands those prompts to the base MLP: score = g·base + (1−g)·blend.
+Loading never needs scikit-learn.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ class RouterClassifier(MLPArtifact):
     def __init__(self, artifact: dict[str, Any]) -> None:
         super().__init__(artifact)
         self.blend: NumpyMLP | None = None
+        self.gate: NumpyMLP | None = None
         self.calibration_scores: list[float] = list(artifact.get("calibration_scores", []))
         if "blend" in artifact:
             if artifact.get("signal_features") != SIGNAL_NAMES:
                 raise RouterUnavailable("router artifact was trained with other task signals; retrain it")
             try:
                 self.blend = NumpyMLP(artifact["blend"])
+                self.gate = NumpyMLP(artifact["gate"]) if "gate" in artifact else None
             except (KeyError, TypeError, ValueError) as exc:
                 raise RouterUnavailable(f"router artifact blend is malformed: {exc}") from exc
 
@@ -65,12 +69,17 @@ class RouterClassifier(MLPArtifact):
     def score_many(self, texts: list[str], embeddings: np.ndarray, turns: list[int] | None = None) -> np.ndarray:
         """P(large needed) for several prompts (v1: the base model; v2: the blend)."""
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        base = self.score_features(self.base_features(texts, embeddings))
+        base_x = self.base_features(texts, embeddings)
+        base = self.score_features(base_x)
         if self.blend is None:
             return base
         turns = turns or [1] * len(texts)
         signals = np.stack([task_signals(t, n) for t, n in zip(texts, turns, strict=True)])
-        return self.blend.predict(self.blend_features(base, signals, embeddings))
+        blended = self.blend.predict(self.blend_features(base, signals, embeddings))
+        if self.gate is None:
+            return blended
+        g = self.gate.predict(base_x)  # how much the prompt looks like the base model's MMLU/GSM8K data
+        return g * base + (1 - g) * blended
 
     def score(self, text: str, embedding: np.ndarray, turns: int = 1) -> float:
         return float(self.score_many([text], np.asarray(embedding)[None, :], [turns])[0])

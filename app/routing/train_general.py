@@ -58,9 +58,19 @@ def blend_matrix(clf, texts: list[str], emb: np.ndarray, turns: list[int]) -> np
     return np.hstack([_logit(base)[:, None], signal_matrix(texts, turns), emb.astype(np.float32)])
 
 
+@dataclass
+class BaseRows:
+    x_base: np.ndarray  # [embedding | structural]: the gate's input
+    source: str
+
+
 def _rows(clf, d: LabelledPrompts, emb: np.ndarray, source: str) -> BlendRows:
     return BlendRows(blend_matrix(clf, d.prompts, emb, d.turns), d.large.astype(int),
                      np.array([source] * len(d)), list(d.groups))
+
+
+def _base_rows(clf, d: LabelledPrompts, emb: np.ndarray, source: str) -> BaseRows:
+    return BaseRows(clf.base_features(d.prompts, emb), source)
 
 
 def _concat(parts: list[BlendRows]) -> BlendRows:
@@ -138,16 +148,18 @@ def train_general(seed: int = 0, extra: LabelledPrompts | None = None, extra_emb
     rl = LabelledPrompts([data.prompts[i] for i in rl_idx], ((~data.small_ok) & data.large_ok)[rl_idx],
                          [data.groups[i] for i in rl_idx], ["routellm"] * len(rl_idx), [1] * len(rl_idx),
                          [f"rl:{i}" for i in rl_idx])
-    parts = [_rows(base, cal, embed_texts_cached(cal.prompts, "everyday-cal"), "cal"),
-             _rows(base, mt, embed_texts_cached(mt.prompts, "mt-bench"), "mt"),
-             _rows(base, rl, routellm_vectors(data.prompts, data.sha256, rl_idx), "rl")]
+    sets = [(cal, embed_texts_cached(cal.prompts, "everyday-cal"), "cal"),
+            (mt, embed_texts_cached(mt.prompts, "mt-bench"), "mt"),
+            (rl, routellm_vectors(data.prompts, data.sha256, rl_idx), "rl")]
+    parts = [_rows(base, d, e, src) for d, e, src in sets]
+    base_parts = [_base_rows(base, d, e, src) for d, e, src in sets]
     if extra is not None and len(extra):
         parts.append(_rows(base, extra, extra_emb, "log"))
     rows = _concat(parts)
     # MT-Bench's labels disagree with everyday ones on writing/roleplay/humanities (small as good as large by
     # GPT-4's judge): on the calibration folds accuracy was 0.93 / 0.90 / 0.89 / 0.84 at MT weight 0 / 0.1 / 0.3 / 1,
     # so it keeps a small weight (it is the only multi-turn data, the depth signal learns from it).
-    grid = grid or {"c": [0.01, 0.03, 0.1], "w_mt": [0.1], "w_rl": [0.3]}
+    grid = grid or {"c": [0.01, 0.03, 0.1], "w_mt": [0.1], "w_rl": [0.0]}
     y_cal = rows.y[rows.source == "cal"]
     results = []
     for c in grid["c"]:
@@ -157,6 +169,13 @@ def train_general(seed: int = 0, extra: LabelledPrompts | None = None, extra_emb
                 results.append((_log_loss(oof, y_cal), c, w_mt, w_rl, oof))
     loss, c, w_mt, w_rl, oof = min(results, key=lambda r: r[0])
     blend = fit_blend(rows.x, rows.y, _weights(rows, w_mt, w_rl), c)
+    # Gate: P(the prompt is of the base MLP's own kind: MMLU / GSM8K), from [embedding | structural].
+    base_x = np.vstack([p.x_base for p in base_parts])
+    gate_y = np.concatenate([np.full(len(p.x_base), p.source == "rl", dtype=int) for p in base_parts])
+    gate = fit_blend(base_x, gate_y, np.where(gate_y == 1, 1.0, gate_y.sum() / max((gate_y == 0).sum(), 1)), 0.1)
+    cal_gate = _predict(gate, base_parts[0].x_base)
+    cal_base = 1 / (1 + np.exp(-rows.x[rows.source == "cal", 0]))
+    oof = cal_gate * cal_base + (1 - cal_gate) * oof
     threshold = best_accuracy_threshold(oof, y_cal.astype(bool))
     artifact = {
         **base_artifact,
@@ -164,6 +183,7 @@ def train_general(seed: int = 0, extra: LabelledPrompts | None = None, extra_emb
         "threshold": threshold,
         "signal_features": SIGNAL_NAMES,
         "blend": rounded(blend),
+        "gate": rounded(gate),
         "calibration_scores": [round(float(s), 6) for s in np.sort(oof)],
     }
     artifact["metadata"] = {
@@ -171,6 +191,7 @@ def train_general(seed: int = 0, extra: LabelledPrompts | None = None, extra_emb
         "structural_features": FEATURE_NAMES,
         "blend": {
             "inputs": "[logit(base MLP) | task signals | MiniLM embedding]",
+            "gate": "P(MMLU/GSM8K-like) from [embedding | structural]; score = g * base + (1 - g) * blend",
             "rows": {s: int((rows.source == s).sum()) for s in ("cal", "mt", "rl", "log")},
             "sources": {"cal": str(CALIBRATION_FILE.name), "mt": MT_BENCH_FILE,
                         "mt_label": f"large_score - small_score >= {MT_BENCH_MARGIN}", "rl": DATA_FILE},
