@@ -198,8 +198,9 @@ class PromptOutcome:
 
         async def prepare() -> GenerationRequest:
             pv = use.version
-            if spec.version is not None or spec.label is not None:
-                pv = await self.registry.get_version(exp.namespace, pv.name, spec.version, spec.label)
+            if spec.version is not None or spec.label is not None:  # the cached hot-path lookup
+                ns, state = await self.registry.find(exp.namespace, pv.name)
+                pv = await self.registry.resolve_in(ns, pv.name, state, spec.version, spec.label)
             messages = render(pv.template, use.ref.variables) + client_messages
             return dataclasses.replace(served, request_id=f"{served.request_id}-shadow", model=pool,
                                        messages=messages)

@@ -4,8 +4,8 @@
 
 The ingress pipeline (parse → authenticate → [render_prompt] → route → tokens → generate, cost → log)
 runs against an in-process pool that answers at once, so the figures are the stages' own cost:
-(a) no prompt_ref, (b) prompt_ref (resolve + strict render), (c) prompt_ref in an A/B experiment
-with a shadow on every request whose candidate takes 50 ms (shadow tasks pile up to the concurrency
+(a) no prompt_ref, (b) prompt_ref (resolve + strict render), (c) prompt_ref in an A/B experiment,
+(d) the same with a shadow on every request whose candidate takes 50 ms (shadow tasks pile up to the concurrency
 cap while the served requests go on). The cases run interleaved in rounds of ``concurrency`` requests.
 Prints the render stage's own cost, p50/p99 per case and the added p99 vs (a).
 """
@@ -79,7 +79,11 @@ async def run(n: int, concurrency: int, redis_url: str | None, prefix: str, buil
     await wiring.experiments.start("acme", {"name": "bench", "prompt": "support-ab", "variants": [
         {"name": "a", "weight": 50}, {"name": "b", "weight": 50, "version": 2}],
         "shadow": {"version": 2, "sample_rate": 1.0, "budget_usd": 1000}})
-    prompts = {"plain": None, "prompt_ref": "support", "ab+shadow": "support-ab"}
+    await wiring.registry.create("acme", "support-ab2", TEMPLATE, labels=["production"])
+    await wiring.registry.create("acme", "support-ab2", TEMPLATE)
+    await wiring.experiments.start("acme", {"name": "bench2", "prompt": "support-ab2", "variants": [
+        {"name": "a", "weight": 50}, {"name": "b", "weight": 50, "version": 2}]})
+    prompts = {"plain": None, "prompt_ref": "support", "ab": "support-ab2", "ab+shadow": "support-ab"}
 
     def body(prompt: str | None, i: int) -> dict:
         b = {"model": "small", "max_tokens": 8, "user": f"u{i % 500}",
