@@ -7,18 +7,6 @@ import openai
 import pytest
 
 pytestmark = pytest.mark.gateway
-PROBE = ("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": "x"}, lambda r: r.status_code == 404)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _wired(gateway_url: str) -> None:
-    """Until the issue-13 wiring is in the pipeline (docs/api.md), skip rather than fail. Remove once wired."""
-    import httpx
-
-    probe = httpx.post(f"{gateway_url}{PROBE[0]}", json=PROBE[1], timeout=60)
-    if PROBE[2](probe):
-        pytest.skip("issue-13 wiring not in the pipeline yet")
-
 
 def test_embeddings_batch_float_and_base64(gateway_url: str, client) -> None:
     sdk = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused-locally", max_retries=0)

@@ -12,17 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 pytestmark = pytest.mark.gateway
-PROBE = ("/v1/responses", {"model": "small", "input": "x", "max_output_tokens": 1}, lambda r: r.status_code == 404)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _wired(gateway_url: str) -> None:
-    """Until the issue-13 wiring is in the pipeline (docs/api.md), skip rather than fail. Remove once wired."""
-    import httpx
-
-    probe = httpx.post(f"{gateway_url}{PROBE[0]}", json=PROBE[1], timeout=60)
-    if PROBE[2](probe):
-        pytest.skip("issue-13 wiring not in the pipeline yet")
 PARAMS = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["c", "f"]}},
           "required": ["city", "unit"], "additionalProperties": False}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
