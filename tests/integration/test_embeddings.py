@@ -8,6 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.gateway
 
+
 def test_embeddings_batch_float_and_base64(gateway_url: str, client) -> None:
     sdk = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="unused-locally", max_retries=0)
     texts = ["The cat sat on the mat.", "A cat was sitting on a mat.", "Stock markets fell sharply."]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 pytestmark = pytest.mark.gateway
 
+
 class Place(BaseModel):
     city: str = Field(max_length=12)
     population: int = Field(ge=0, le=100000)

@@ -12,7 +12,6 @@ import pytest
 from jsonschema import Draft202012Validator
 
 pytestmark = pytest.mark.gateway
-
 PARAMS = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8}, "unit": {"enum": ["c", "f"]}},
           "required": ["city", "unit"], "additionalProperties": False}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
