@@ -97,7 +97,7 @@ class GenerationRequest:
         return "\n".join(m.get("content") or "" for m in self.messages if m.get("role") in ("system", "developer"))
 
 
-FinishReason = Literal["stop", "length", "error", "tool_calls"] | None
+FinishReason = Literal["stop", "length", "error", "tool_calls", "content_filter"] | None
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 
-from app.generation import GenerationChunk
+from app.generation import GenerationChunk, merge_chunks
 from app.guardrails.service import Guardrails
 from app.pipeline.context import Answer, RequestContext
 from app.pipeline.guard_input import note
@@ -27,7 +27,21 @@ class GuardOutput:
             return answer
         first = answer.first
         placeholder = GenerationChunk("", None, first.prompt_tokens, 0, first.model)
-        return dataclasses.replace(answer, first=placeholder, rest=self._redacted(ctx, answer, guard.stream()))
+        rest = self._redacted(ctx, answer, guard.stream()) if ctx.stream else self._whole(ctx, answer, guard)
+        return dataclasses.replace(answer, first=placeholder, rest=rest)
+
+    async def _whole(self, ctx: RequestContext, answer: Answer, guard) -> AsyncIterator[GenerationChunk]:
+        """A unary answer checked as one text: a block leaves no content at all (``content_filter``)."""
+        chunks = [answer.first]
+        if answer.first.finish_reason is None:
+            chunks += [c async for c in answer.rest]
+        whole = merge_chunks(chunks)
+        result = guard.check(whole.text)
+        note(ctx, result.decisions)
+        if result.blocked:
+            yield dataclasses.replace(whole, text="", finish_reason="content_filter", tool_calls=None)
+            return
+        yield dataclasses.replace(whole, text=result.text)
 
     async def _redacted(self, ctx: RequestContext, answer: Answer, redactor) -> AsyncIterator[GenerationChunk]:
         chunk: GenerationChunk | None = answer.first
