@@ -170,20 +170,29 @@ class LocalCluster:
                     pids.append(int(entry.name))
         return pids
 
-    def shutdown(self, timeout: float = 60) -> list[int]:
-        """Stop every node (workers first); return pids that had to be killed afterwards."""
+    def shutdown(self, timeout: float = 60, describe: bool = False) -> list:
+        """Stop every node (workers first); return pids that had to be killed afterwards (with ``describe``:
+        "pid command line" strings)."""
         for name in [n for n in self.nodes if n != "head"] + (["head"] if "head" in self.nodes else []):
             self.stop_node(name)
         deadline = time.time() + timeout
         while (left := self.leftover_pids()) and time.time() < deadline:
             time.sleep(1)
+        described = [_describe(pid) for pid in left]
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        return left
+        return described if describe else left
 
     def cleanup(self) -> None:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _describe(pid: int) -> str:
+    try:
+        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return str(pid)
 
 
 def ask(url: str, model: str = "small", content: str = "hello", max_tokens: int = 8, timeout: float = 60,

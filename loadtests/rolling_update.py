@@ -4,13 +4,13 @@ while a bounded load loop runs (loopback only). Prints and returns failed reques
     flock /tmp/llmgw-graph.lock python -m loadtests.rolling_update --duration 150 --concurrency 4
 
 On its own `ray start --head` (4 logical CPUs: room for each pool's replacement replica, which Serve
-starts while the old one drains). Figures: docs/deploy.md. tests/integration/test_deploy_rolling_update.py
-runs a shorter version.
+starts while the old one drains). Run by hand (about 10 min here, too slow for CI); figures: docs/deploy.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import threading
@@ -73,7 +73,7 @@ def _set(args: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num_cpus: int = 4,
-        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, small_replicas: int = 1) -> dict[str, Any]:
     from app.cli import ensure_tiny_models
 
     ensure_tiny_models()
@@ -82,6 +82,9 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
     base = serve_config(load_profile("cpu"), http_port=port)
     for dotted, value in (overrides or {}).items():  # gateway args, e.g. guardrails.input.enabled=false
         _set(base["applications"][0]["args"], dotted, value)
+    for pool in base["applications"][0]["args"]["pools"]:
+        if pool["name"] == "small":
+            pool["autoscaling_config"].update(min_replicas=small_replicas, max_replicas=small_replicas)
     changed = copy.deepcopy(base)
     small = next(p for p in changed["applications"][0]["args"]["pools"] if p["name"] == "small")
     small["engine"]["max_num_seqs"] = small["engine"].get("max_num_seqs", 64) // 2  # the engine must restart
@@ -112,7 +115,10 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
             w.join(150)
         after = {d: _replica_names(cluster, d) for d in before}
     finally:
-        leftovers = cluster.shutdown()
+        with contextlib.suppress(Exception):  # graceful: replicas stop their engines
+            cluster.serve("shutdown", "-y")
+            time.sleep(10)
+        leftovers = cluster.shutdown(describe=True)  # what outlived its node, with its command line
         cluster.cleanup()
     window = [o for o in outcomes if t_deploy <= o.t <= t_healthy]
     paths: dict[str, int] = {}
@@ -140,12 +146,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=150)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--num-cpus", type=int, default=4)
+    parser.add_argument("--small-replicas", type=int, default=1, help="replicas of the small pool")
     parser.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=YAML",
                         help="override a gateway arg of the cpu profile (repeatable)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    result = run(args.duration, args.concurrency, num_cpus=args.num_cpus, overrides=overrides)
+    result = run(args.duration, args.concurrency, num_cpus=args.num_cpus, overrides=overrides,
+                 small_replicas=args.small_replicas)
     result["overrides"] = overrides
     text = json.dumps(result, indent=2)
     print(text)
