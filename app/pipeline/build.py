@@ -20,7 +20,7 @@ from app.pipeline.parse import Parse
 from app.pipeline.pipeline import Pipeline
 from app.pipeline.render_prompt import PromptWiring
 from app.pipeline.reserve import Reserve
-from app.pipeline.route import Route
+from app.pipeline.route import ModelScope, Route
 from app.pipeline.settle import Settle
 from app.pipeline.tokens import CountTokens
 from app.policy.service import PolicyService
@@ -50,7 +50,7 @@ def default_services(config: GatewayConfig, request_log: RequestLogger | None = 
 def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache: CacheClient | None,
                    pools: PoolClient, providers: ProviderClient | None, breakers: BreakerRegistry,
                    request_log: RequestLogger, services: Services | None = None) -> Pipeline:
-    """parse → authenticate → admit → render_prompt → route → tokens → guard_input → reserve → cache →
+    """parse → authenticate → scope → admit → render_prompt → route → tokens → guard_input → reserve → cache →
     generate; output: structured_output, guard_output; finishers: settle → prompt_outcome → log."""
     svc = services or default_services(config, request_log)
     cache_stage = Cache(cache) if cache is not None else None
@@ -60,6 +60,7 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
     stages = [
         Parse(config),
         Authenticate(svc.policy),
+        ModelScope(config),
         Admit(svc.policy),
         *([prompts.render] if prompts is not None else []),
         Route(config, router, cache_enabled=cache is not None),

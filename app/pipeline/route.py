@@ -42,6 +42,24 @@ def tenant_option(ctx: RequestContext, path: str, default):
     return node
 
 
+class ModelScope:
+    """Stage ``scope``: an explicitly named model the key may not use is a 403 before any limit is spent."""
+
+    name = "scope"
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.names = config.model_names()
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        pool = self.names.get(ctx.parsed.model)
+        if pool:
+            p = self.config.pool(pool)
+            if not allows(ctx.principal, (ctx.parsed.model, p.name, p.engine.name, *p.aliases)):
+                raise PermissionDeniedError(f"This API key may not use the model '{ctx.parsed.model}'.",
+                                            param="model", code="model_not_allowed")
+
+
 class Route:
     name = "route"
 

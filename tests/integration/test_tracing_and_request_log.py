@@ -38,7 +38,9 @@ def test_cache_miss_then_hit_traces(client) -> None:
     tree = span_tree(spans)
     assert tree[""] == ["ingress"]
     # one span per pipeline stage under the request's span
-    assert sorted(tree["ingress"]) == sorted(["parse", "authenticate", "route", "tokens", "cache", "generate"])
+    stages = ["parse", "authenticate", "scope", "admit", "render_prompt", "route", "tokens", "guard_input", "reserve",
+              "cache", "generate"]
+    assert sorted(tree["ingress"]) == sorted(stages)
     assert tree["route"] == ["router.analyze"] and tree["cache"] == ["cache.lookup"]
     assert tree["generate"] == ["pool.generate"]
     assert len({s["pid"] for s in spans}) >= 3  # ingress, router, cache and pool are separate processes

@@ -121,8 +121,8 @@ async def drain(pipe, ctx) -> str:
 
 async def test_stages_in_order_and_finish_once() -> None:
     pipe, pools, counting = make()
-    assert [s.name for s in pipe.stages] == ["parse", "authenticate", "admit", "render_prompt", "route", "tokens",
-                                             "guard_input", "reserve", "generate"]
+    assert [s.name for s in pipe.stages] == ["parse", "authenticate", "scope", "admit", "render_prompt", "route",
+                                             "tokens", "guard_input", "reserve", "generate"]
     assert [s.name for s in pipe.output_stages] == ["structured_output", "guard_output"]
     assert [s.name for s in pipe.finishers] == ["settle", "prompt_outcome", "log", "counting"]
     ctx = ctx_for(chat())
