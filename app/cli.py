@@ -130,7 +130,7 @@ _mount_optional("app.policy.cli", "keys_app", "keys", "API keys: create, list, s
 _mount_optional("app.policy.cli", "usage", "usage", "Usage per tenant and key: requests, tokens, spend, budget.")
 _mount_optional("app.batch.cli", "batch_app", "batch", "Batches: submit JSONL (--wait), status, results, cancel.")
 _mount_optional("app.prompts.cli", "prompts_app", "prompts", "Prompt registry: versions, labels, diff, experiments.")
-_mount_optional("app.evaluation.cli", "eval_command", "eval", "Run a regression suite (checks + LLM judge) on a prompt.")
+_mount_optional("app.evaluation.cli", "eval_command", "eval", "Run a regression suite (checks + judge) on a prompt.")
 _mount_optional("app.observability.cli", "canary_app", "canary", "Run canary requests against a gateway.")
 _mount_optional("app.loadtest_cli", "loadtest_app", "loadtest", "Run a locust scenario headless.")
 _mount_optional("quantize.cli", "quantize", "quantize", "AWQ 4-bit weight-only quantization of a local checkpoint.")
