@@ -76,19 +76,20 @@ class StructuredOutput:
     async def _unary(self, ctx: Any, answer: Any) -> AsyncIterator[GenerationChunk]:
         whole = await _drain(answer)
         verdict = check_answer(whole, ctx.gen.response_format, ctx.gen.tools)
-        if verdict is not None and verdict.verdict == "invalid" and answer.source == "generated" and ctx.gen.is_chat:
+        generated = answer.source == "generated"
+        if verdict is not None and verdict.verdict == "invalid" and not generated:
+            # a cached (or stale) text that does not match: generate afresh, no re-ask spent
+            metrics.STRUCTURED.labels("invalid").inc()
+            whole = await self._again(ctx, whole, add_usage=False)
+            verdict, generated = check_answer(whole, ctx.gen.response_format, ctx.gen.tools), True
+        if verdict is not None and verdict.verdict == "invalid" and generated and ctx.gen.is_chat:
             metrics.STRUCTURED.labels("invalid").inc()
             metrics.STRUCTURED.labels("reask").inc()
             shown = whole.text or json.dumps([c["function"] for c in whole.tool_calls or ()])
             ctx.gen = dataclasses.replace(ctx.gen, messages=reask_messages(ctx.gen.messages or [], shown,
                                                                            verdict.errors))
-            wrapped, ctx.answer = ctx.answer, None
-            await self.regenerate(ctx)
-            second = await _drain(ctx.answer)
-            ctx.answer = wrapped
-            second = dataclasses.replace(second, prompt_tokens=whole.prompt_tokens + second.prompt_tokens,
-                                         completion_tokens=whole.completion_tokens + second.completion_tokens)
-            whole, verdict = second, check_answer(second, ctx.gen.response_format, ctx.gen.tools)
+            whole = await self._again(ctx, whole, add_usage=True)
+            verdict = check_answer(whole, ctx.gen.response_format, ctx.gen.tools)
             ctx.extras["structured_reasked"] = True
             if verdict is not None and verdict.verdict == "invalid":
                 metrics.STRUCTURED.labels("failed").inc()
@@ -97,6 +98,17 @@ class StructuredOutput:
             metrics.STRUCTURED.labels(verdict.verdict).inc()
             ctx.response_headers[HEADER] = verdict.verdict
         yield whole
+
+    async def _again(self, ctx: Any, before: GenerationChunk, add_usage: bool) -> GenerationChunk:
+        """Run ``ctx.gen`` once more through the generate stage; usage of both attempts when ``add_usage``."""
+        wrapped, ctx.answer = ctx.answer, None
+        await self.regenerate(ctx)
+        second = await _drain(ctx.answer)
+        ctx.answer = wrapped
+        if not add_usage:
+            return second
+        return dataclasses.replace(second, prompt_tokens=before.prompt_tokens + second.prompt_tokens,
+                                   completion_tokens=before.completion_tokens + second.completion_tokens)
 
 
 async def _drain(answer: Any) -> GenerationChunk:

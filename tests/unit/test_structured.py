@@ -199,3 +199,17 @@ def test_stage_leaves_plain_requests_alone() -> None:
     ctx = Ctx(GenerationRequest("r", "m", messages=[{"role": "user", "content": "q"}]))
     answer = _answer("hi")
     assert StructuredOutput(None).wrap(ctx, answer) is answer
+
+
+def test_stage_regenerates_an_invalid_cached_answer_without_spending_the_reask() -> None:
+    ctx, calls = _ctx(), []
+
+    async def regenerate(c: Ctx) -> None:
+        calls.append(list(c.gen.messages))
+        c.answer = _answer('{"n": 4}')
+
+    cached = _answer("plain text from the cache")
+    cached.source = "cache"
+    out = _run_unary(ctx, cached, regenerate)
+    assert out.text == '{"n": 4}' and ctx.response_headers["x-llmgw-schema"] == "valid"
+    assert calls == [[{"role": "user", "content": "q"}]]  # the original request, not a re-ask
