@@ -53,7 +53,9 @@ def build_graph(cfg: GatewayConfig) -> Application:
             num_replicas=1, ray_actor_options=cfg.fallback.ray_actor_options, max_ongoing_requests=1000
         ).bind(cfg.fallback.model_dump(), tracing)
     canary_cfg = cfg.observability.canary
-    canary = CanaryRunner.bind(canary_cfg.model_dump()) if canary_cfg.enabled and canary_cfg.canaries else None
+    judge = cfg.evaluation.judge.model_dump() if cfg.evaluation.judge is not None else None
+    canary = (CanaryRunner.bind(canary_cfg.model_dump(), judge=judge)
+              if canary_cfg.enabled and canary_cfg.canaries else None)
     return Ingress.options(
         num_replicas=cfg.ingress.num_replicas,
         ray_actor_options=cfg.ingress.ray_actor_options,

@@ -14,7 +14,8 @@ import numpy as np
 _SPACE = re.compile(r"\s+")
 # Sampling params that change the answer. max_tokens is left out of the scope on purpose: a cached
 # answer is only served when it fits the requested max_tokens (checked on lookup).
-SCOPE_SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
+SCOPE_SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "structured",
+                  "logit_bias")  # a json_schema / logit_bias answer is never served to a plain request
 
 
 def normalize(text: str) -> str:

@@ -57,6 +57,8 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
     generate = Generate(config, pools, providers, cache, breakers,
                         pending=cache_stage.pending if cache_stage is not None else None)
     prompts = svc.prompts
+    if prompts is not None and prompts.shadow is None:  # shadow candidates run on the same pools, never returned
+        prompts.attach_shadow(lambda req: pools.generate(req.model, req))
     stages = [
         Parse(config),
         Authenticate(svc.policy),

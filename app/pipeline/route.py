@@ -101,6 +101,8 @@ class Route:
         cache_cfg = self.config.cache.model_copy(update={"max_temperature": max_temp})
         bypass = should_bypass(effective_temperature(parsed), bool(getattr(parsed, "tools", None)), parsed.cache,
                                ctx.headers.get("cache-control"), cache_cfg)
+        if bypass is None and ctx.gen.sampling.logprobs is not None:
+            bypass = "logprobs"  # a stored text has no logprobs to replay
         use_cache = self.cache_enabled and bypass is None
         ctx.cache_status = "pending" if use_cache else "bypass"
         pool, decision = await self._analyze(ctx, explicit, use_cache and self.config.cache.semantic_enabled)

@@ -114,8 +114,6 @@ def test_bad_input_is_400(client, extra: dict, param: str) -> None:
     assert resp.json()["error"]["param"] == param
 
 
-@pytest.mark.xfail(strict=True, reason="a cache hit replays text without logprobs: the route stage must bypass the "
-                   "cache when logprobs are asked (issue 13 wiring; remove this mark with that fix)")
 def test_logprobs_unary_and_stream(gateway_url: str) -> None:
     client = _client(gateway_url)
     resp = client.chat.completions.create(model="small", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,

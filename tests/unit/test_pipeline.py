@@ -225,3 +225,22 @@ async def test_key_scope_deny_by_default_and_fallback_only_to_allowed_pools() ->
     ctx = ctx_for({**chat(), "model": "large"})
     await drain(pipe, ctx)
     assert ctx.response_headers["x-llmgw-path"] == "pool:small"
+
+
+async def test_logprobs_bypass_the_cache_and_formats_never_share_entries() -> None:
+    from app.caching.keys import scope_key
+    from app.pipeline.cache import cache_query
+
+    class Json(Pools):
+        async def generate(self, pool: str, req) -> GenerationChunk:
+            return GenerationChunk("{}", "stop", 5, 1, f"tiny-{pool}")
+
+    cache = Cache()
+    pipe, _, _ = make(cache=cache, pools=Json())
+    ctx = ctx_for(chat(temperature=0, logprobs=True))
+    await drain(pipe, ctx)
+    assert ctx.cache_status == "bypass"  # a stored text has no logprobs to replay
+    plain, fmt = ctx_for(chat(temperature=0)), ctx_for(chat(temperature=0, response_format={"type": "json_object"}))
+    for c in (plain, fmt):
+        await drain(pipe, c)
+    assert scope_key(cache_query(plain)) != scope_key(cache_query(fmt))
