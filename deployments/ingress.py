@@ -29,7 +29,8 @@ from app.observability import metrics
 from app.observability.request_log import RequestLogger
 from app.observability.tracing import setup_tracing
 from app.pipeline.build import build_pipeline, default_services
-from app.policy.auth import require_admin
+from app.policy.auth import guard_metrics, readyz_view, require_admin
+from app.policy.batch_ledger import PolicyBatchLedger
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
 from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle
 
@@ -68,7 +69,8 @@ class Ingress:
             breakers=self.breakers, request_log=request_log, services=self.services,
         )
         self.max_body = self.config.ingress.max_body_bytes
-        self.batch_service = BatchService.from_config(self.config)  # None: no redis.url -> batch routes 404
+        # None: no redis.url -> batch routes 404; batches reserve on the policy ledger the workers settle on
+        self.batch_service = BatchService.from_config(self.config, ledger=PolicyBatchLedger(self.policy))
 
     # ---- endpoints -------------------------------------------------------------------------
     @api.post("/v1/chat/completions")
@@ -119,7 +121,8 @@ class Ingress:
                                      request.headers, request.query_params, body, client)
 
     @api.get("/metrics")
-    async def prometheus(self) -> Response:
+    async def prometheus(self, request: Request) -> Response:
+        guard_metrics(request.headers, self.config.auth, self.config.policy.protect_metrics)
         metrics.set_breaker_states({n: STATE_VALUE[b.state] for n, b in self.breakers.breakers.items()})
         body, content_type = metrics.render_metrics()
         return Response(body, media_type=content_type)
@@ -129,7 +132,7 @@ class Ingress:
         return {"status": "ok"}
 
     @api.get("/readyz")
-    async def readyz(self) -> JSONResponse:
+    async def readyz(self, request: Request) -> JSONResponse:
         checks = await asyncio.gather(
             *(asyncio.wait_for(h.check_health.remote(), 5) for h in self.pools.values()), return_exceptions=True
         )
@@ -146,6 +149,7 @@ class Ingress:
                                                            if k.startswith("provider:")))
         body = {"status": "ready" if ready else "unavailable", "pools": pools, "breakers": breakers,
                 "breaker_state_values": {k: STATE_VALUE.get(v, -1) for k, v in breakers.items()}}
+        body = readyz_view(body, request.headers, self.config.auth, self.config.policy.protect_readyz_detail)
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @api.get("/admin/cache/stats")
