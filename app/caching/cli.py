@@ -79,9 +79,71 @@ def flush(url: str = URL, admin_key_file: Path = ADMIN, admin_key: str = ADMIN_P
     _call("POST", f"{url}/admin/cache/flush", admin_key_file, admin_key)
 
 
+def _ci(v: tuple) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
 @cache_app.command("eval")
-def evaluate() -> None:
-    """Precision / duplicate hit rate per setting on held-out QQP; look-alikes; paraphrases; latency."""
+def evaluate(
+    report: Path = typer.Option(None, help="Write a PNG of the precision / hit-rate curves here."),
+    rounds: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
+    legacy: bool = typer.Option(False, help="The older table on all held-out QQP pairs, look-alikes and latency."),
+) -> None:
+    """Strict and balanced operating points on disjoint report splits, with bootstrap 95 % intervals."""
+    if legacy:
+        return _legacy_eval()
+    from app.caching.loader import load_verifier
+    from app.caching.quality import build_sets, choose_balanced, curve, measure
+    from app.caching.settings import CacheConfig
+    from app.caching.strictness import operating_point
+
+    cfg = CacheConfig()
+    verifier = load_verifier(cfg)
+    choose, sets = build_sets(verifier)
+    gate, threshold, info = choose_balanced(choose)
+    console.print(f"balanced point chosen on the choose sets: gate {gate:.2f}, threshold {threshold:.3f} "
+                  f"({json.dumps({k: round(v, 3) for k, v in info.items()})}); configured: "
+                  f"gate {cfg.balanced_similarity_threshold:.2f}, threshold {cfg.balanced_verifier_threshold:.3f}")
+    points = {level: operating_point(cfg, level, getattr(verifier, "threshold", None))
+              for level in ("strict", "balanced")}
+    points["strict + slot veto"] = type(points["strict"])(points["strict"].gate, points["strict"].threshold, True)
+    table = Table(title=f"report splits (never used to choose), verifier {verifier.version}")
+    for col in ("set", "pairs (same/diff)", "level", "precision [95% CI]", "hit rate [95% CI]", "false hits"):
+        table.add_column(col)
+    for s in sets.values():
+        for level, p in points.items():
+            m = measure(s, p.gate, p.threshold, p.slot_veto, rounds)
+            n = m["pairs"]
+            table.add_row(s.name, f"{n[0]} ({n[1]}/{n[2]})", f"{level} ({p.gate:.2f}, {p.threshold:.3f})",
+                          _ci(m["precision"]) if "precision" in m else "-", _ci(m["hit_rate"]),
+                          f"{m['false_hits'][0]}/{m['false_hits'][1]}" if "false_hits" in m else "-")
+    console.print(table)
+    if report is not None:
+        import numpy as np
+
+        from app.caching.quality import ScoredPairs
+        from app.routing.plots import Panel, write_report
+
+        qqp = [s for k, s in sets.items() if k.startswith("qqp")]
+        merged = ScoredPairs("QQP report splits", [], [], *[np.concatenate([getattr(s, f) for s in qqp])
+                                                            for f in ("same", "cosine", "proba", "slot")])
+        panels = []
+        for s in (merged, sets["everyday_eval"]):
+            curves = {f"gate {points['strict'].gate:.2f}": curve(s, points["strict"].gate),
+                      f"gate {points['balanced'].gate:.2f} + slot veto": curve(s, points["balanced"].gate, True)}
+            marks = {}
+            for level in ("strict", "balanced"):
+                p = points[level]
+                hit = s.served(p.gate, p.threshold, p.slot_veto)
+                marks[level] = (float(hit[s.same].mean()), float(s.same[hit].mean()) if hit.any() else 1.0)
+            panels.append(Panel(f"{s.name} ({len(s.same)} pairs)", "hit rate (share of true duplicates served)",
+                                "precision (served hits that were the same question)",
+                                {k: (x, y) for k, (x, y) in curves.items()}, points=marks, ylim=(0.5, 1.02)))
+        write_report(report, f"semantic cache, verifier {verifier.version}: precision vs hit rate", panels)
+        console.print(f"wrote {report}")
+
+
+def _legacy_eval() -> None:
     from app.caching.evaluate import evaluate_settings, lookalike_results
     from app.caching.loader import load_verifier
     from app.caching.settings import CacheConfig

@@ -3,10 +3,10 @@
 Sets (query = ``b``, cached = ``a``; vetoes applied; a pair is served when cosine >= gate and the
 verifier's P(same) >= threshold):
 
-* **choose** (thresholds are picked here and nowhere else): half of the QQP pairs held out from
+* **choose** (thresholds are picked here and nowhere else): 800 of the QQP pairs held out from
   verifier training, our everyday calibration paraphrases/look-alikes, ``lookalikes.py``;
-* **report** (never used to pick anything): the other half of held-out QQP as two disjoint splits,
-  GPTCache's paraphrases as two disjoint halves, our everyday eval paraphrases/look-alikes.
+* **report** (never used to pick anything): 800 other held-out QQP pairs as two disjoint splits,
+  400 of GPTCache's paraphrases as two disjoint halves, our everyday eval paraphrases/look-alikes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from app.caching.pair_features import hard_veto
+from app.caching.slots import lookalike_veto
 from app.caching.token_features import TokenView, encode_tokens
 from app.caching.train_verifier import PARAPHRASE_FILE, QQP_FILE, split
 from app.routing.calibration import bootstrap_ci
@@ -29,6 +30,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 EVERYDAY_EVAL = DATA_DIR / "everyday_paraphrases_eval.jsonl"
 EVERYDAY_CALIBRATION = DATA_DIR / "everyday_paraphrases_calibration.jsonl"
 GATES = (0.60, 0.65, 0.70, 0.75, 0.80)
+QQP_PAIRS = 1600  # of the 4,000 held-out pairs: half to choose, two report splits of 400 (2 busy cores)
+PARAPHRASE_PAIRS = 400  # of GPTCache's 999: two report halves of 200
 THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.40, 0.901, 0.005))
 
 
@@ -40,13 +43,54 @@ class ScoredPairs:
     same: np.ndarray
     cosine: np.ndarray
     proba: np.ndarray  # verifier P(same), 0 where a hard veto fires
+    slot: np.ndarray  # look-alike edit (slots.py), refused where the operating point has the slot veto
 
     def subset(self, idx: np.ndarray, name: str) -> ScoredPairs:
         return ScoredPairs(name, [self.a[i] for i in idx], [self.b[i] for i in idx], self.same[idx],
-                           self.cosine[idx], self.proba[idx])
+                           self.cosine[idx], self.proba[idx], self.slot[idx])
 
-    def served(self, gate: float, threshold: float) -> np.ndarray:
-        return (self.cosine >= gate) & (self.proba >= threshold)
+    def served(self, gate: float, threshold: float, slot_veto: bool = False) -> np.ndarray:
+        hit = (self.cosine >= gate) & (self.proba >= threshold)
+        return hit & ~self.slot if slot_veto else hit
+
+
+def _encode_both(texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[TokenView]]:
+    """Sentence vectors and token views from one MiniLM forward pass per batch."""
+    import torch
+
+    from app.embedding import _lock, get_embedder
+
+    model = get_embedder().model
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with little padding
+    sentences, views = [], []
+    with _lock, torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            feats = model.preprocess([texts[k] for k in order[i:i + batch_size]])
+            out = model(feats)
+            sentences.append(torch.nn.functional.normalize(out["sentence_embedding"], dim=1).numpy())
+            tokens = torch.nn.functional.normalize(out["token_embeddings"], dim=2).numpy()
+            mask = feats["attention_mask"].numpy().astype(bool)
+            for j in range(tokens.shape[0]):
+                n = int(mask[j].sum())
+                views.append(TokenView(feats["input_ids"][j, 1:n - 1].numpy().astype(np.int64),
+                                       tokens[j, 1:n - 1].astype(np.float32)))
+    back = np.argsort(order)
+    return np.concatenate(sentences).astype(np.float32)[back], [views[k] for k in back]
+
+
+def _vectors_and_views(texts: list[str], tag: str) -> tuple[np.ndarray, dict[str, TokenView]]:
+    """Both, cached in .cache/emb by content hash (one forward pass when neither is cached)."""
+    sha = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    vec_cache = REPO / ".cache" / "emb" / f"{tag}-{sha}.npy"
+    tok_cache = REPO / ".cache" / "emb" / f"{tag}-{sha}-tokens.npz"
+    if not vec_cache.exists() and not tok_cache.exists():
+        vectors, views = _encode_both(texts)
+        vec_cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(vec_cache, vectors)
+        offs = np.cumsum([0] + [len(v.ids) for v in views])
+        np.savez(tok_cache, ids=np.concatenate([v.ids for v in views]),
+                 vecs=np.concatenate([v.vecs for v in views]).astype(np.float16), offsets=offs)
+    return embed_texts_cached(texts, tag), _views_cached(texts, tag)
 
 
 def _views_cached(texts: list[str], tag: str) -> dict[str, TokenView]:
@@ -70,7 +114,10 @@ def _score(verifier, name: str, a: list[str], b: list[str], same: np.ndarray, ea
     proba = verifier.proba_pairs(b, a, eb, ea, views=views)
     vetoed = np.array([hard_veto(q, c) is not None for c, q in zip(a, b, strict=True)])
     proba = np.where(vetoed, 0.0, proba)
-    return ScoredPairs(name, a, b, same, np.sum(ea * eb, axis=1), proba)
+    if views is None:
+        views = dict(zip(sorted(set(a) | set(b)), encode_tokens(sorted(set(a) | set(b))), strict=True))
+    slot = np.array([lookalike_veto(q, c, views[q], views[c]) for c, q in zip(a, b, strict=True)], dtype=bool)
+    return ScoredPairs(name, a, b, same, np.sum(ea * eb, axis=1), proba, slot)
 
 
 def hand_pairs(verifier, path: Path | None = None, pairs: list[tuple[str, str, bool]] | None = None,
@@ -82,8 +129,8 @@ def hand_pairs(verifier, path: Path | None = None, pairs: list[tuple[str, str, b
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     texts = sorted(set(a) | set(b))
     tag = f"cache-{name or path.stem}"
-    vectors = dict(zip(texts, embed_texts_cached(texts, tag), strict=True))
-    views = _views_cached(texts, tag)
+    vecs, views = _vectors_and_views(texts, tag)
+    vectors = dict(zip(texts, vecs, strict=True))
     return _score(verifier, name or path.stem, a, b, np.array([p[2] for p in pairs]),
                   np.stack([vectors[t] for t in a]), np.stack([vectors[t] for t in b]), views)
 
@@ -102,9 +149,10 @@ def dataset_pairs(verifier, file: str, name: str, idx: np.ndarray | None = None)
     a, b = [r["a"] for r in rows], [r["b"] for r in rows]
     texts = sorted(set(a) | set(b))
     tag = f"cache-{Path(file).stem}-{len(rows)}"
-    vectors = dict(zip(texts, embed_texts_cached(texts, tag), strict=True))
+    vecs, views = _vectors_and_views(texts, tag)
+    vectors = dict(zip(texts, vecs, strict=True))
     return _score(verifier, name, a, b, np.array([bool(r["same"]) for r in rows]),
-                  np.stack([vectors[t] for t in a]), np.stack([vectors[t] for t in b]), _views_cached(texts, tag))
+                  np.stack([vectors[t] for t in a]), np.stack([vectors[t] for t in b]), views)
 
 
 def build_sets(verifier, seed: int = 0) -> tuple[dict[str, ScoredPairs], dict[str, ScoredPairs]]:
@@ -112,11 +160,12 @@ def build_sets(verifier, seed: int = 0) -> tuple[dict[str, ScoredPairs], dict[st
     from app.caching.lookalikes import NEGATIVES, POSITIVES
 
     _, _, held_out = split(len(_rows(QQP_FILE)), seed)  # never seen by verifier training or its threshold choice
-    perm = np.random.default_rng(seed + 1).permutation(held_out)
+    perm = np.random.default_rng(seed + 1).permutation(held_out)[:QQP_PAIRS]
     half = len(perm) // 2
     qqp_scored = dataset_pairs(verifier, QQP_FILE, "qqp", perm)
-    para = dataset_pairs(verifier, PARAPHRASE_FILE, "gptcache")
-    para_perm = np.random.default_rng(seed + 2).permutation(len(para.same))
+    para_idx = np.sort(np.random.default_rng(seed + 2).permutation(len(_rows(PARAPHRASE_FILE)))[:PARAPHRASE_PAIRS])
+    para = dataset_pairs(verifier, PARAPHRASE_FILE, "gptcache", para_idx)
+    para_perm = np.random.default_rng(seed + 3).permutation(len(para.same))
     lookalikes = [(a, b, False) for a, b in NEGATIVES] + [(a, b, True) for a, b in POSITIVES]
     choose = {
         "qqp_choose": qqp_scored.subset(np.arange(half), "QQP held-out, choose half"),
@@ -138,19 +187,20 @@ def choose_balanced(choose: dict[str, ScoredPairs], min_qqp_precision: float = 0
                     margin: float = 0.05) -> tuple[float, float, dict]:
     """The (gate, threshold) serving the most everyday calibration paraphrases with no look-alike negative
     served (every negative's P(same) at least ``margin`` under the threshold) and QQP precision >= the floor."""
-    negatives = [s for s in (choose["everyday_cal"], choose["lookalikes"])]
+    negatives = [choose["everyday_cal"], choose["lookalikes"]]
     qqp, everyday = choose["qqp_choose"], choose["everyday_cal"]
     best = None
     for gate in GATES:
-        worst = max(float(np.max(np.where((n.cosine >= gate) & ~n.same, n.proba, 0.0))) for n in negatives)
+        worst = max(float(np.max(np.where((n.cosine >= gate) & ~n.same & ~n.slot, n.proba, 0.0)))
+                    for n in negatives)
         for t in THRESHOLDS:
             if t < worst + margin:
                 continue
-            hit = qqp.served(gate, t)
+            hit = qqp.served(gate, t, slot_veto=True)
             precision = float(qqp.same[hit].mean()) if hit.any() else 1.0
             if precision < min_qqp_precision:
                 continue
-            recall = float(everyday.served(gate, t)[everyday.same].mean())
+            recall = float(everyday.served(gate, t, slot_veto=True)[everyday.same].mean())
             qqp_rate = float(hit[qqp.same].mean())
             key = (recall, qqp_rate)
             if best is None or key > best[0]:
@@ -161,9 +211,10 @@ def choose_balanced(choose: dict[str, ScoredPairs], min_qqp_precision: float = 0
     return best[1], best[2], best[3]
 
 
-def measure(s: ScoredPairs, gate: float, threshold: float, rounds: int = 1000) -> dict[str, tuple]:
+def measure(s: ScoredPairs, gate: float, threshold: float, slot_veto: bool = False,
+            rounds: int = 1000) -> dict[str, tuple]:
     """Precision, duplicate (paraphrase) hit rate and false hits, each (point, low, high)."""
-    served = s.served(gate, threshold)
+    served = s.served(gate, threshold, slot_veto)
     pos, neg = np.nonzero(s.same)[0], np.nonzero(~s.same)[0]
     out: dict[str, tuple] = {"pairs": (len(s.same), int(s.same.sum()), int((~s.same).sum()))}
     if len(pos):
@@ -178,11 +229,11 @@ def measure(s: ScoredPairs, gate: float, threshold: float, rounds: int = 1000) -
     return out
 
 
-def curve(s: ScoredPairs, gate: float, thresholds=THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
+def curve(s: ScoredPairs, gate: float, slot_veto: bool = False, thresholds=THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
     """(hit rate, precision) at each threshold for a gate."""
     rates, precisions = [], []
     for t in thresholds:
-        served = s.served(gate, t)
+        served = s.served(gate, t, slot_veto)
         rates.append(float(served[s.same].mean()) if s.same.any() else 0.0)
         precisions.append(float(s.same[served].mean()) if served.any() else 1.0)
     return np.array(rates), np.array(precisions)

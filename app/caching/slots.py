@@ -1,5 +1,7 @@
-"""One-slot edits: two questions identical except one content span ("reset my *password*" vs "reset my
-*username*", "tie a tie" vs "tie a *bow* tie").
+"""Look-alike vetoes. One-slot edits: two questions identical except one content span ("reset my
+*password*" vs "reset my *username*", "tie a tie" vs "tie a *bow* tie"); also the same words
+reordered ("Celsius to Fahrenheit" / "Fahrenheit to Celsius") and a different time ("tonight" /
+"tomorrow night").
 
 That is the shape of a look-alike: the template is kept and one thing is swapped, so the answer is
 about something else. Paraphrases usually reword the template too ("how do I" -> "what's the way
@@ -10,6 +12,7 @@ spans mean nearly the same in context (plural vs singular, ``min_similarity``) i
 from __future__ import annotations
 
 import difflib
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -65,3 +68,37 @@ def one_slot_edit(query: TokenView, cached: TokenView, min_similarity: float = S
     b = cached.vecs[ci[j1:j2]].mean(axis=0)
     similarity = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
     return similarity < min_similarity
+
+
+_WORD = re.compile(r"[a-z]+")
+TIME_WORDS = frozenset((
+    "today", "tonight", "tomorrow", "yesterday", "morning", "afternoon", "evening", "night", "weekend", "weekday",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march",
+    "april", "june", "july", "august", "september", "october", "november", "december", "now", "later", "soon",
+))
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in FUNCTION_WORDS and w not in IGNORED]
+
+
+def _times(text: str) -> set[str]:
+    return {w.removesuffix("s") if w.removesuffix("s") in TIME_WORDS else w
+            for w in _WORD.findall(text.lower()) if w in TIME_WORDS or w.removesuffix("s") in TIME_WORDS}
+
+
+def reordered(query: str, cached: str) -> bool:
+    """The same content words in another order: "Celsius to Fahrenheit" / "Fahrenheit to Celsius"."""
+    a, b = _content_words(query), _content_words(cached)
+    return len(a) >= 2 and a != b and sorted(a) == sorted(b)
+
+
+def time_mismatch(query: str, cached: str) -> bool:
+    """Different time expressions: "tonight" / "tomorrow night", "today" / "tomorrow", "Sundays" / "Mondays"."""
+    return _times(query) != _times(cached)
+
+
+def lookalike_veto(query: str, cached: str, query_view: TokenView, cached_view: TokenView) -> bool:
+    """The look-alike vetoes of the balanced level: a one-slot edit, a reordering, another time."""
+    return (one_slot_edit(query_view, cached_view) or reordered(query, cached) or time_mismatch(query, cached))
+

@@ -20,7 +20,7 @@ import numpy as np
 
 from app.caching.alignment_net import AlignmentNet, alignment_proba
 from app.caching.pair_features import HAND_FEATURES, hand_features, hard_veto
-from app.caching.slots import one_slot_edit
+from app.caching.slots import lookalike_veto
 from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens, token_features
 from app.caching.trees import FIELDS, TreeEnsemble
 from app.memo import LRUMemo
@@ -132,13 +132,15 @@ class PairVerifier:
                     threshold: float | None = None, slot_veto: bool = False) -> list[bool]:
         """``accept`` for several candidates of one query, with one model forward for all new texts.
 
-        ``slot_veto``: also refuse one-slot edits (``slots.py``: "reset my password" / "reset my username").
+        ``slot_veto``: also refuse look-alike edits (``slots.py``: one swapped slot, reordered words, another
+        time: "reset my password" / "reset my username").
         """
         limit = self.threshold if threshold is None else threshold
         open_ = [i for i, c in enumerate(cached) if hard_veto(query, c) is None]
         if slot_veto and open_:
             views = self.token_views([query, *[cached[i] for i in open_]])
-            open_ = [i for i, v in zip(open_, views[1:], strict=True) if not one_slot_edit(views[0], v)]
+            open_ = [i for i, v in zip(open_, views[1:], strict=True)
+                     if not lookalike_veto(query, cached[i], views[0], v)]
         out = [False] * len(cached)
         if open_:
             proba = self.proba_pairs([query] * len(open_), [cached[i] for i in open_],
