@@ -105,3 +105,13 @@ def test_everyday_paraphrase_sets_are_disjoint_and_balanced() -> None:
     for rows in (ev, cal):
         assert sum(s for *_, s in rows) == sum(not s for *_, s in rows) >= 40
         assert all(a != b for a, b, _ in rows)
+
+
+def test_reordered_words_and_other_times_are_look_alikes() -> None:
+    from app.caching.slots import reordered, time_mismatch
+
+    assert reordered("How do I convert Fahrenheit to Celsius?", "How do I convert Celsius to Fahrenheit?")
+    assert not reordered("How do I convert Celsius to Fahrenheit?", "How can I convert Celsius to Fahrenheit?")
+    assert time_mismatch("How do I book a table for tomorrow night?", "How do I book a table for tonight?")
+    assert time_mismatch("Is the museum open on Mondays?", "Is the museum open on Sundays?")
+    assert not time_mismatch("Is the shop open on Sunday?", "Is the store open on Sundays?")
