@@ -17,6 +17,7 @@ from app.observability import metrics
 from app.pending_writes import PendingWrites
 from app.pipeline.backends import CacheClient
 from app.pipeline.context import Answer, RequestContext
+from app.pipeline.route import tenant_option
 from app.sse import replay, split_text
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def cache_query(ctx: RequestContext) -> CacheQuery:
         tenant=gen.tenant, model=gen.model, system_prompt=gen.system_prompt(), messages=gen.messages or [],
         prompt=gen.prompt, sampling=gen.sampling.as_dict(), prompt_version=ctx.prompt_version,
         embedding=None if ctx.decision is None else ctx.decision.embedding,
+        strictness=tenant_option(ctx, "cache.strictness", None),  # the tenant's operating point, if any
     )
 
 
