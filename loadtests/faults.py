@@ -311,8 +311,8 @@ async def run_phases(args, url: str, provider, redis_holder: dict) -> dict:
         await phase("pool_replica", lambda: asyncio.to_thread(kill, "pool-small"), restore_pool)
     if "cache_replica" in args.phases:
         async def restore_cache():
-            return {"replica_back_s": round(await wait_running("cache"), 1)}
-        await phase("cache_replica", lambda: asyncio.to_thread(kill, "cache"), restore_cache)
+            return {"replica_back_s": round(await wait_running("CacheDeployment"), 1)}
+        await phase("cache_replica", lambda: asyncio.to_thread(kill, "CacheDeployment"), restore_cache)
     if "redis_outage" in args.phases:
         async def stop_redis():
             redis_holder["proc"].terminate()
