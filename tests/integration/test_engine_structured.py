@@ -40,12 +40,14 @@ def engine():
                               dtype="bfloat16", enforce_eager=True, max_num_seqs=8)
     pool = PoolConfig(name="small", engine=engine_cfg, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     eng = VLLMEngine(pool)
+    eng.loop = asyncio.new_event_loop()  # one loop of its own for the engine's whole life (other tests close theirs)
     yield eng
     eng.shutdown()
+    eng.loop.close()
 
 
 def run(engine, req: GenerationRequest):
-    return asyncio.get_event_loop().run_until_complete(collect(engine.stream(req)))
+    return engine.loop.run_until_complete(collect(engine.stream(req)))
 
 
 def chat(rid: str, *, max_tokens: int = 200, seed: int = 0, **kw) -> GenerationRequest:
@@ -96,7 +98,7 @@ def test_streamed_named_call_arguments_join_to_valid_json(engine) -> None:
         req = chat("named-stream", tools=[WEATHER], tool_choice=choice)
         return [c async for c in engine.stream(req)]
 
-    chunks = asyncio.get_event_loop().run_until_complete(deltas())
+    chunks = engine.loop.run_until_complete(deltas())
     calls = [d for c in chunks for d in (c.tool_calls or ())]
     assert calls[0]["id"].startswith("call_") and calls[0]["function"]["name"] == "get_weather"
     assert all("id" not in d for d in calls[1:]) and all(d["index"] == 0 for d in calls)
