@@ -56,11 +56,14 @@ def build_graph(cfg: GatewayConfig) -> Application:
     judge = cfg.evaluation.judge.model_dump() if cfg.evaluation.judge is not None else None
     canary = (CanaryRunner.bind(canary_cfg.model_dump(), judge=judge)
               if canary_cfg.enabled and canary_cfg.canaries else None)
+    from deployments.batch import _batch_app
+
+    batch = _batch_app(cfg, pools, router, cache, fallback)  # None: the lane is off or has no Redis
     return Ingress.options(
         num_replicas=cfg.ingress.num_replicas,
         ray_actor_options=cfg.ingress.ray_actor_options,
         max_ongoing_requests=cfg.ingress.max_ongoing_requests,
-    ).bind(cfg.model_dump(), pools, router, cache, fallback, canary)
+    ).bind(cfg.model_dump(), pools, router, cache, fallback, canary, batch)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
