@@ -82,16 +82,6 @@ STRUCTURED = Counter("llmgw_structured_output", "Structured-output checks of fin
                      ["outcome"], **_R)
 REQUEST_LOG_DROPPED = Counter("llmgw_request_log_dropped", "Request log records dropped (queue full or sink error).",
                               ["sink"], **_R)
-BATCH_QUEUE_DEPTH = Gauge("llmgw_batch_queue_depth", "Batch lane entries not yet acknowledged, per lane.",
-                          ["lane"], multiprocess_mode="livemax", **_R)
-BATCH_OLDEST_AGE = Gauge("llmgw_batch_oldest_item_age_seconds", "Age of the oldest unacknowledged entry per lane.",
-                         ["lane"], multiprocess_mode="livemax", **_R)
-BATCH_ITEMS = Counter("llmgw_batch_items", "Batch lane items finished, by lane and outcome (rate() = items/s).",
-                      ["lane", "outcome"], **_R)
-BATCH_IN_FLIGHT = Gauge("llmgw_batch_in_flight", "Batch lane requests in flight per pool.", ["pool"],
-                        multiprocess_mode="livesum", **_R)
-BATCH_LIMIT = Gauge("llmgw_batch_pool_limit", "Batch lane concurrency the capacity gate allows per pool now.",
-                    ["pool"], multiprocess_mode="livesum", **_R)
 # Prompt registry, experiments, evaluation (docs/prompts.md). "prompt" is the prompt name, "version" its number.
 PROMPT_REQUESTS = Counter("llmgw_prompt_requests", "Requests rendered from a registry prompt, by version, "
                           "experiment variant and status.", ["prompt", "version", "variant", "status"], **_R)
@@ -104,6 +94,16 @@ SHADOW_RUNS = Counter("llmgw_shadow_runs", "Shadow runs by experiment and outcom
                       "skipped_busy, skipped_budget).", ["experiment", "outcome"], **_R)
 SHADOW_COST = Counter("llmgw_shadow_cost_usd", "Cost of shadow runs (their own budget, not the tenant's).",
                       ["experiment"], **_R)
+BATCH_QUEUE_DEPTH = Gauge("llmgw_batch_queue_depth", "Batch lane entries not yet acknowledged, per lane.",
+                          ["lane"], multiprocess_mode="livemax", **_R)
+BATCH_OLDEST_AGE = Gauge("llmgw_batch_oldest_item_age_seconds", "Age of the oldest unacknowledged entry per lane.",
+                         ["lane"], multiprocess_mode="livemax", **_R)
+BATCH_ITEMS = Counter("llmgw_batch_items", "Batch lane items finished, by lane and outcome (rate() = items/s).",
+                      ["lane", "outcome"], **_R)
+BATCH_IN_FLIGHT = Gauge("llmgw_batch_in_flight", "Batch lane requests in flight per pool.", ["pool"],
+                        multiprocess_mode="livesum", **_R)
+BATCH_LIMIT = Gauge("llmgw_batch_pool_limit", "Batch lane concurrency the capacity gate allows per pool now.",
+                    ["pool"], multiprocess_mode="livesum", **_R)
 
 
 def observe_request(*, endpoint: str, route: str, model: str, status: int, latency_s: float, stream: bool,
