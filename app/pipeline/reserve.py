@@ -1,4 +1,5 @@
-"""Stage ``reserve``: tokens per minute (prompt + effective max_tokens) and the worst-case spend.
+"""Stage ``reserve``: requests per minute (from ``admit``), tokens per minute (prompt + effective
+max_tokens) and the worst-case spend, charged all or nothing in one call (Redis: one round trip).
 
 Runs after ``route`` and ``tokens`` (it needs ``ctx.candidates``, ``ctx.prompt_tokens`` and
 ``ctx.max_tokens``). The spend is reserved at the highest-priced candidate, so a fallback can never
@@ -9,6 +10,7 @@ lines (``ctx.extras["lane"] == "batch"``) only get the price check: their batch 
 
 from __future__ import annotations
 
+from app.pipeline.admit import PENDING
 from app.pipeline.authenticate import identity_of, realtime
 from app.pipeline.context import RequestContext
 from app.policy.service import PolicyService
@@ -32,7 +34,7 @@ class Reserve:
         if not realtime(ctx):  # a batch line: its batch holds the reservation
             return
         hold, headers = await enforcer.reserve(identity_of(ctx), ctx.request_id, ctx.prompt_tokens,
-                                               ctx.max_tokens, models)
+                                               ctx.max_tokens, models, requests=ctx.extras.get(PENDING))
         ctx.extras[HOLD] = hold
         ctx.reservations.append(hold)
         ctx.response_headers.update(headers)

@@ -3,7 +3,9 @@
 Success, error or client disconnect: the usage is the last chunk's (an aborted stream pays the output
 tokens it produced plus its input); a cache hit (or the stale cache) costs 0 and counts as savings.
 Token reservations are reconciled (unused tokens refunded) and the spend hold released; budget
-alerts crossed for the first time fire here. Also sets ``ctx.cost_usd`` and ``ctx.price_version``.
+alerts crossed for the first time fire here. A request that ended before ``reserve`` (and was not
+refused with a 429) is charged its one request against the rpm limits here. Also sets
+``ctx.cost_usd`` and ``ctx.price_version``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from app.observability import metrics
+from app.pipeline.admit import PENDING
 from app.pipeline.authenticate import identity_of
 from app.pipeline.context import RequestContext
 from app.pipeline.reserve import HOLD
@@ -43,6 +46,9 @@ class Settle:
 
     async def __call__(self, ctx: RequestContext) -> None:
         enforcer = self.policy.enforcer
+        pending = ctx.extras.pop(PENDING, None)
+        if pending is not None and not pending.charged and ctx.status != 429 and ctx.principal is not None:
+            await enforcer.charge_unreserved(identity_of(ctx), pending)
         table = enforcer.prices
         hold: Hold | None = ctx.extras.pop(HOLD, None)
         prompt, completion, model = actual_usage(ctx)

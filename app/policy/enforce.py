@@ -1,9 +1,12 @@
 """Enforcement: request and token rate limits, budget reservations and their settlement.
 
-``admit`` charges the requests-per-minute subjects (key, tenant); ``reserve`` the tokens-per-minute
-subjects (prompt + max_tokens) and the worst-case spend (at the highest-priced candidate) on the
-key's and tenant's day and month windows; ``settle`` books the actual usage, refunds the rest and
-raises budget alerts. Redis failures follow ``policy.fail_mode`` (never a 500).
+``precheck`` (the admit stage) refuses locally what surely exceeds a requests-per-minute limit
+(:mod:`app.policy.rpm_gate`); ``reserve`` charges the rpm subjects (key, tenant), the
+tokens-per-minute subjects (prompt + max_tokens) and the worst-case spend (at the highest-priced
+candidate) on the key's and tenant's day and month windows, all or nothing (Redis: one script, one
+round trip); ``settle`` books the actual usage, refunds the rest and raises budget alerts (one more
+round trip). ``admit`` charges requests on its own (a request that ended before ``reserve``).
+Redis failures follow ``policy.fail_mode`` (never a 500).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from app.policy.ledger import (
 from app.policy.periods import Calendar, Period
 from app.policy.prices import PriceTable
 from app.policy.ratelimit import (
+    Admission,
     MemoryRateLimiter,
     RateLimiter,
     Subject,
@@ -35,6 +39,7 @@ from app.policy.ratelimit import (
     ratelimit_headers,
     retry_after_headers,
 )
+from app.policy.rpm_gate import PendingRequests, RequestsGate
 from app.policy.store_guard import FailOpenLog, StoreUnavailable, guarded, unavailable
 
 if TYPE_CHECKING:
@@ -80,13 +85,14 @@ class Enforcer:
             from app.policy.ratelimit import RedisRateLimiter
             from app.policy.redis_combined import RedisCombined
 
-            self.limiter: RateLimiter = RedisRateLimiter(service.redis, cfg.key_prefix)
+            store_clock = None if clock is time.time else clock  # None: Redis's own clock
+            self.limiter: RateLimiter = RedisRateLimiter(service.redis, cfg.key_prefix, store_clock)
             self.ledger: Ledger = RedisLedger(service.redis, cfg.key_prefix, clock)
-            self.combined: RedisCombined | None = RedisCombined(
-                service.redis, cfg.key_prefix, None if clock is time.time else clock)
+            self.combined: RedisCombined | None = RedisCombined(service.redis, cfg.key_prefix, store_clock)
         else:
             self.limiter, self.ledger = MemoryRateLimiter(clock), MemoryLedger(clock)
             self.combined = None
+        self.gate = RequestsGate()
         self._periods: tuple[float, float, Period, Period] | None = None
         self._warned_unpriced: set[str] = set()
 
@@ -111,21 +117,52 @@ class Enforcer:
             out.append(Subject(f"tenant:{who.tenant}:{field_name}", kind, limit, cost))
         return out
 
+    def _now_ms(self) -> float:
+        return self.service.clock() * 1000
+
+    def precheck(self, who: Identity) -> PendingRequests:
+        """The admit stage: 429 ``requests`` when this replica knows a bucket is empty, else the subjects
+        for ``reserve`` to charge (with estimated ``x-ratelimit-*-requests`` headers). No store call."""
+        subjects = self._subjects(who, "requests", 1)
+        if not subjects:
+            return PendingRequests([])
+        result = self.gate.check(subjects, self._now_ms())
+        headers = ratelimit_headers(result.states)
+        if not result.allowed:
+            metrics.RATE_LIMITED.labels(who.tenant, "requests").inc()
+            raise _rate_error("requests", result.blocked, result.retry_after_ms, headers)
+        return PendingRequests(subjects, headers)
+
     async def admit(self, who: Identity) -> dict[str, str]:
-        """Charge one request; the ``x-ratelimit-*-requests`` headers, or a 429 ``requests``."""
+        """Charge one request now (one store call); the ``x-ratelimit-*-requests`` headers, or a 429."""
         subjects = self._subjects(who, "requests", 1)
         if not subjects:
             return {}
+        sent = self._now_ms()
         try:
             result = await self._io(self.limiter.acquire(subjects))
         except StoreUnavailable:
             self._fail("requests")
             return {}
+        self.gate.learn(sent, result, result.allowed)
         headers = ratelimit_headers(result.states)
         if not result.allowed:
             metrics.RATE_LIMITED.labels(who.tenant, "requests").inc()
             raise _rate_error("requests", result.blocked, result.retry_after_ms, headers)
         return headers
+
+    async def charge_unreserved(self, who: Identity, pending: PendingRequests | None) -> None:
+        """A request that ended before ``reserve`` still counts against rpm (best effort, never raises)."""
+        if pending is None or pending.charged or not pending.subjects:
+            return
+        pending.charged = True
+        sent = self._now_ms()
+        try:
+            result = await self._io(self.limiter.acquire(pending.subjects))
+        except StoreUnavailable:
+            self.fail_log.note("requests", "charge-lost", "unreachable")
+            return
+        self.gate.learn(sent, result, result.allowed)
 
     # ---- tokens and budget ---------------------------------------------------------------
     def priced(self, models: list[str]) -> list[str]:
@@ -166,8 +203,11 @@ class Enforcer:
         return out
 
     async def reserve(self, who: Identity, request_id: str, prompt_tokens: int, max_tokens: int,
-                      models: list[str]) -> tuple[Hold, dict[str, str]]:
-        """Reserve tokens (tpm) and the worst-case spend; ``models``: the candidates, routed one first."""
+                      models: list[str], requests: PendingRequests | None = None) -> tuple[Hold, dict[str, str]]:
+        """Charge ``requests`` (rpm), reserve tokens (tpm) and the worst-case spend, all or nothing.
+
+        ``models``: the candidates, routed one first. ``requests``: from :meth:`precheck` (marked charged
+        once the store decided, admitted or not)."""
         tokens = prompt_tokens + max_tokens
         hold, headers = Hold(reserved_tokens=tokens), {}
         tpm = self._subjects(who, "tokens", tokens)
@@ -186,37 +226,48 @@ class Enforcer:
         worst_usd, hold.worst_model = max(costs, default=(0.0, ""))
         amount = to_nusd(worst_usd)
         subjects = self.budget_subjects(who, self.service.clock())
-        if self.combined is not None:  # Redis: tokens and budget in one atomic round trip
+        rpm = requests.subjects if requests is not None and not requests.charged else []
+        if requests is not None:
+            requests.charged = True
+        limited = [*rpm, *tpm]  # one GCRA call for both kinds
+        sent = self._now_ms()
+        if self.combined is not None:  # Redis: requests, tokens and budget in one atomic round trip
             try:
-                tokens, check = await self._io(self.combined.reserve(tpm, request_id, amount, subjects,
+                result, check = await self._io(self.combined.reserve(limited, request_id, amount, subjects,
                                                                      self.cfg.reservation_hold_s))
             except StoreUnavailable:
-                if tpm:
-                    self._fail("tokens")
+                for limit, used in (("requests", rpm), ("tokens", tpm)):
+                    if used:
+                        self._fail(limit)
                 self._fail("budget")
                 return hold, headers
-            headers = ratelimit_headers(tokens.states)
-            self._raise_tokens(who, tokens, headers)
+            self.gate.learn(sent, result, result.allowed and check.allowed)
+            headers = ratelimit_headers(result.states)
+            self._raise_rate(who, result, headers)
             self._raise_budget(who, check)
             hold.tokens, hold.reservation = tpm, Reservation(request_id, amount, subjects)
             return hold, headers
-        if tpm:
-            result = await self.limiter.acquire(tpm)
-            headers = ratelimit_headers(result.states)
-            self._raise_tokens(who, result, headers)
-            hold.tokens = tpm
+        result = await self.limiter.acquire(limited) if limited else Admission(True, [])
+        headers = ratelimit_headers(result.states)
+        if not result.allowed:
+            self.gate.learn(sent, result, False)
+            self._raise_rate(who, result, headers)
+        hold.tokens = tpm
         check = await self.ledger.reserve(request_id, amount, subjects, self.cfg.reservation_hold_s)
-        if not check.allowed:
+        if not check.allowed:  # all or nothing: give the requests and tokens back
+            await self.limiter.adjust([Subject(s.key, s.kind, s.limit, -1) for s in rpm])
             await self.release_tokens(hold)
             self._raise_budget(who, check)
+        self.gate.learn(sent, result, True)
         hold.reservation = Reservation(request_id, amount, subjects)
         return hold, headers
 
     @staticmethod
-    def _raise_tokens(who: Identity, result, headers: dict[str, str]) -> None:
+    def _raise_rate(who: Identity, result: Admission, headers: dict[str, str]) -> None:
         if not result.allowed:
-            metrics.RATE_LIMITED.labels(who.tenant, "tokens").inc()
-            raise _rate_error("tokens", result.blocked, result.retry_after_ms, headers)
+            kind = result.blocked.kind
+            metrics.RATE_LIMITED.labels(who.tenant, kind).inc()
+            raise _rate_error(kind, result.blocked, result.retry_after_ms, headers)
 
     def _raise_budget(self, who: Identity, check) -> None:
         if check.allowed:

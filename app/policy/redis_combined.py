@@ -1,8 +1,9 @@
-"""The request path's two Redis calls: tokens + budget reserved together, reconciled + booked together.
+"""The request path's two Redis calls: requests + tokens + budget charged together, reconciled + booked together.
 
 Same keys as :class:`~app.policy.ratelimit.RedisRateLimiter` (``<p>:rl:<subject>``) and
 :class:`~app.policy.ledger_redis.RedisLedger` (``<p>:spend:<subject>``), one script each
-(``RESERVE_ALL`` / ``SETTLE_ALL``), so admission costs one round trip and settlement one.
+(``RESERVE_ALL`` / ``SETTLE_ALL``), so admission (rpm, tpm, budget) costs one round trip and
+settlement one.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ class RedisCombined:
             keys += [f"{self.p}:spend:{s.key}", f"{self.p}:spend:{s.key}:holds"]
         return keys
 
-    async def reserve(self, tpm: list[Subject], rid: str, amount: int, budget: list[BudgetSubject],
+    async def reserve(self, limited: list[Subject], rid: str, amount: int, budget: list[BudgetSubject],
                       hold_s: float) -> tuple[Admission, BudgetCheck]:
-        args: list[object] = [self._now(), len(tpm), len(budget)]
-        for s in tpm:
+        """``limited``: the GCRA subjects (rpm with cost 1, tpm with cost = tokens); nothing is written
+        unless all of them and every budget fit."""
+        args: list[object] = [self._now(), len(limited), len(budget)]
+        for s in limited:
             args += [s.limit, s.cost]
         args += [member(rid, amount), amount, int(hold_s * 1000), *RedisLedger.limits(budget)]
-        res = [int(x) for x in await self._reserve(keys=self._keys(tpm, budget), args=args)]
+        res = [int(x) for x in await self._reserve(keys=self._keys(limited, budget), args=args)]
         code, idx, x, y = res[:4]
-        states = [SubjectState(s, res[4 + 2 * i], float(res[5 + 2 * i])) for i, s in enumerate(tpm)]
-        tokens = Admission(code != 1, states, tpm[idx - 1] if code == 1 else None, float(x) if code == 1 else 0.0)
+        states = [SubjectState(s, res[4 + 2 * i], float(res[5 + 2 * i])) for i, s in enumerate(limited)]
+        tokens = Admission(code != 1, states, limited[idx - 1] if code == 1 else None,
+                           float(x) if code == 1 else 0.0)
         if code == 2:
             return tokens, BudgetCheck(False, budget[idx - 1], x, y)
         return tokens, BudgetCheck(code == 0)

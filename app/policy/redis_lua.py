@@ -3,8 +3,9 @@
 * GCRA (rate limits): ``gcra_check`` / ``gcra_commit`` / ``gcra_adjust`` over a key holding ``tat`` (ms).
 * Ledger (budgets): per subject a hash (spent, reserved, counters, alert flags) and a sorted set of
   holds ``rid|amount`` scored by expiry (ms), purged on every use.
-* ``RESERVE_ALL`` = tokens-per-minute + budget reservation in ONE atomic call (all or nothing), and
-  ``SETTLE_ALL`` = token reconcile + spend booking: one round trip each on the request path.
+* ``RESERVE_ALL`` = requests-per-minute + tokens-per-minute + budget reservation in ONE atomic call
+  (all or nothing), and ``SETTLE_ALL`` = token reconcile + spend booking: the request path's only
+  two round trips.
 
 Time: ARGV[1] in ms, or "" for Redis's own clock (one clock for every replica).
 """
@@ -141,10 +142,10 @@ SETTLE = _FUNCTIONS + r"""
 return ledger_settle(0, 1, #KEYS / 2, clock(ARGV[1]))
 """
 
-# KEYS: a tpm subjects, then hash, holds per budget subject.
+# KEYS: a GCRA subjects (rpm: cost 1, tpm: cost = tokens), then hash, holds per budget subject.
 # ARGV: now, a, b, (limit, cost) * a, member, amount, hold_ms, (limit, ttl) * b.
-# Returns {code (0 ok, 1 tokens, 2 budget), index, x, y, remaining_1, reset_1, ...}: x, y = retry_ms, 0 for
-# tokens; spent, reserved for a budget. Nothing is written unless everything fits.
+# Returns {code (0 ok, 1 a rate limit, 2 budget), index, x, y, remaining_1, reset_1, ...}: x, y = retry_ms, 0 for
+# a rate limit; spent, reserved for a budget. Nothing is written unless everything fits.
 RESERVE_ALL = _FUNCTIONS + r"""
 local now, a, b = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local new, states, blocked, retry = {}, {}, 0, 0
