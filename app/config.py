@@ -89,12 +89,22 @@ class RouterConfig(_Strict):
 
 
 class AuthConfig(_Strict):
-    """API keys -> tenants. Keys are given as env var names, never inline secrets."""
+    """Key auth on/off, where the admin key is read from, the tenant header used with auth off.
+
+    Tenant API keys live in the policy store (``llmgw keys create``, docs/policy.md), never in config.
+    """
 
     enabled: bool = False
-    tenant_key_envs: dict[str, str] = Field(default_factory=dict)  # tenant -> env var holding its key
     admin_key_env: str = "LLMGW_ADMIN_KEY"
     tenant_header: str = "x-llmgw-tenant"  # used only when auth is off
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tenant_key_envs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tenant_key_envs" in data:
+            raise ValueError("auth.tenant_key_envs was removed: tenant keys live in the policy store, hashed "
+                             "(`llmgw keys create --tenant <id>`, docs/policy.md); delete the field")
+        return data
 
 
 class IngressConfig(_Strict):

@@ -128,5 +128,5 @@ def required_secret_envs(cfg: GatewayConfig) -> set[str]:
     """Secrets without which the gateway must not start (a pod waits for them); the others are optional."""
     required = {REDIS_URL_ENV}
     if cfg.auth.enabled:
-        required |= {cfg.auth.admin_key_env, *cfg.auth.tenant_key_envs.values()}
+        required.add(cfg.auth.admin_key_env)  # tenant keys live in the policy store, not in the environment
     return required

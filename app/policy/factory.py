@@ -88,8 +88,6 @@ def build_policy(config: GatewayConfig, *, redis=None, clock: Callable[[], float
     alerts = config.policy.alerts
     if alerts.webhook_url:
         service.enforcer.alert_sink = webhook_alert_sink(config, environ)
-    if config.auth.tenant_key_envs:
-        logger.warning("auth.tenant_key_envs is ignored: keys live in the policy store (llmgw keys create)")
     logger.info(service.describe())
     return service
 

@@ -37,6 +37,13 @@ def test_config_rejects_typos_and_bad_default_pool() -> None:
         GatewayConfig.model_validate({"pools": [POOL, POOL]})
 
 
+def test_tenant_key_envs_is_refused_with_where_keys_live_now() -> None:
+    with pytest.raises(ValidationError, match="llmgw keys create"):
+        GatewayConfig.model_validate({"pools": [POOL], "auth": {"enabled": True,
+                                                                "tenant_key_envs": {"acme": "LLMGW_KEY_ACME"}}})
+    assert "tenant_key_envs" not in AuthConfig.model_fields
+
+
 LARGE = {"name": "large", "engine": {"model": "m2"}}
 
 
