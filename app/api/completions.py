@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.api.body_limit import drain, read_body_bounded
 from app.api.render import sse_body, unary_payload
-from app.errors import GatewayError
+from app.errors import GatewayError, PayloadTooLargeError
 from app.http_body import check_content_length, parse_json_object
 from app.observability.tracing import SpanKind, set_attributes, start_span, trace_headers, trace_id_hex
 from app.pipeline.context import Endpoint, RequestContext
@@ -18,8 +19,17 @@ def error_json(err: GatewayError, headers: dict[str, str] | None = None) -> JSON
 
 
 async def read_json_body(request: Request, max_bytes: int) -> dict:
-    check_content_length(request.headers.get("content-length"), max_bytes)
-    return parse_json_object(await request.body(), max_bytes)
+    """The body as a JSON object. Past ``max_bytes`` (a Content-Length over it, or a chunked body as soon as
+    it passes it) a 413: the rest of the body is drained first (bounded, app/api/body_limit.py), so the
+    answer reaches a client that is still sending and the connection stays usable (issue 14 #2)."""
+    stream = request.stream()
+    try:
+        check_content_length(request.headers.get("content-length"), max_bytes)
+        raw = await read_body_bounded(stream, max_bytes)
+    except PayloadTooLargeError:
+        await drain(stream)
+        raise
+    return parse_json_object(raw, max_bytes)
 
 
 async def complete(pipeline: Pipeline, request: Request, endpoint: Endpoint, max_body_bytes: int) -> Response:
