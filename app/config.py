@@ -72,6 +72,9 @@ class RouterConfig(_Strict):
     """Classifier routing for ``model: auto`` (see docs/router.md)."""
 
     enabled: bool = True
+    # ingress: each ingress replica embeds and classifies in-process (no router hop on the hot path);
+    # deployment: every verdict is a call to the Router deployment (it always serves the batch lane).
+    placement: Literal["ingress", "deployment"] = "ingress"
     artifact: str | None = None  # None -> the bundled default artifact
     threshold: float | None = None  # None -> the artifact's documented threshold
     # Send about this share of traffic to the large pool (mapped to a threshold on the artifact's calibration
@@ -116,6 +119,9 @@ class IngressConfig(_Strict):
     max_ongoing_requests: int = 1000
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
     request_timeout_s: float = 120.0
+    # pool streams: tokens over each replica's relay socket (one handle call of two items per request);
+    # false: every window of tokens is an item on the Serve handle (docs/performance.md)
+    stream_relay: bool = True
 
 
 class RedisConfig(_Strict):

@@ -32,7 +32,7 @@ from app.pipeline.build import build_pipeline, default_services
 from app.policy.auth import guard_metrics, readyz_view, require_admin
 from app.policy.batch_ledger import PolicyBatchLedger
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
-from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle
+from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle, in_process_router
 
 api = FastAPI(title="llm-gateway", docs_url=None, redoc_url=None)
 install_error_handlers(api)
@@ -60,12 +60,14 @@ class Ingress:
         setup_tracing(self.config.observability.tracing)
         self.router = router
         request_log = RequestLogger(self.config.observability.request_log)
-        router_client = RouterHandle(router)
+        router_client = in_process_router(self.config) or RouterHandle(router)
+        self.embed_batch = getattr(router_client, "embed_batch", router.embed_batch.remote)
         self.services = default_services(self.config, request_log, embed=router_client.embed_sync)
         self.policy = self.services.policy
         self.pipeline = build_pipeline(
             self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
-            pools=PoolHandles(pools), providers=ProviderHandle(fallback) if fallback is not None else None,
+            pools=PoolHandles(pools, relay=self.config.ingress.stream_relay),
+            providers=ProviderHandle(fallback) if fallback is not None else None,
             breakers=self.breakers, request_log=request_log, services=self.services,
         )
         self.max_body = self.config.ingress.max_body_bytes
@@ -83,7 +85,7 @@ class Ingress:
 
     @api.post("/v1/embeddings")
     async def embeddings(self, request: Request) -> Response:
-        return await embeddings(request, self.router.embed_batch.remote, self.max_body,
+        return await embeddings(request, self.embed_batch, self.max_body,
                                 self.pipeline.stage("authenticate"))
 
     @api.post("/v1/responses")

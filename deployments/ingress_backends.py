@@ -8,9 +8,12 @@ from ray.serve.handle import DeploymentHandle
 
 from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
+from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability.tracing import inject_context
 from app.route_decision import RouteDecision
+from app.routing.analyzer import RouteAnalyzer
+from app.stream_relay import RelayConnections, RelayStream
 
 
 class RouterHandle:
@@ -29,6 +32,18 @@ class RouterHandle:
         return np.asarray(self.handle.embed_batch.remote(list(texts)).result(), dtype=np.float32)
 
 
+def in_process_router(config: GatewayConfig) -> RouteAnalyzer | None:
+    """``router.placement: ingress``: this replica embeds and classifies itself (one torch thread)."""
+    if config.router.placement != "ingress":
+        return None
+    import torch
+
+    from app.embedding import embed_threads
+
+    torch.set_num_threads(embed_threads())
+    return RouteAnalyzer.load(config.router)
+
+
 class CacheHandle:
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
@@ -44,11 +59,17 @@ class CacheHandle:
 
 
 class PoolHandles:
-    def __init__(self, handles: dict[str, DeploymentHandle]) -> None:
+    """Streams go over the pools' relay sockets (``ingress.stream_relay``, default) or as handle items."""
+
+    def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True) -> None:
         self.handles = handles
+        self.relay = RelayConnections() if relay else None
 
     def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        return self.handles[pool].options(stream=True).stream.remote(req, inject_context())
+        handle = self.handles[pool].options(stream=True)
+        if self.relay is not None:
+            return RelayStream(handle.relay.remote(req, inject_context()), self.relay)
+        return handle.stream.remote(req, inject_context())
 
     async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
         return await self.handles[pool].generate.remote(req, inject_context())

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import ray
 from ray import serve
 
 from app.config import PoolConfig
@@ -15,6 +16,9 @@ from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
 from app.observability.settings import TracingConfig
 from app.observability.tracing import set_attributes, setup_tracing, start_span
+from app.stream_relay import RelayServer, RelayTicket, relay_chunks
+
+RELAY_DELIVERY_TIMEOUT_S = 60.0  # an ingress that never reads its ticket does not hold the replica longer
 
 
 @serve.deployment
@@ -25,6 +29,7 @@ class ModelPool:
         self.config = PoolConfig.model_validate(pool)
         setup_tracing(TracingConfig.model_validate(tracing or {}))
         self.engine = create_engine(self.config)
+        self.relay_server = RelayServer(ray.util.get_node_ip_address())
 
     async def stream(self, req: GenerationRequest, carrier: dict[str, str] | None = None
                      ) -> AsyncIterator[GenerationChunk]:
@@ -36,6 +41,18 @@ class ModelPool:
                 yield chunk
             if last is not None:
                 set_attributes(span, prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
+
+    async def relay(self, req: GenerationRequest, carrier: dict[str, str] | None = None
+                    ) -> AsyncIterator[RelayTicket]:
+        """``stream`` with the tokens off the handle: yields one ticket; the chunks go over this replica's
+        relay socket (``app.stream_relay``); the call ends once they were delivered (Serve counts it till then)."""
+        with start_span("pool.stream", carrier=carrier, attributes={"route": self.config.name}) as span, \
+                self._in_flight():
+            chunks = coalesce(self.engine.stream(req), self.config.stream_window_ms / 1000)
+            async for ticket in relay_chunks(self.relay_server, chunks, RELAY_DELIVERY_TIMEOUT_S, on_last=lambda c:
+                                             set_attributes(span, prompt_tokens=c.prompt_tokens,
+                                                            completion_tokens=c.completion_tokens)):
+                yield ticket
 
     async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
         with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \

@@ -1,0 +1,168 @@
+"""The router's work in any process: embed the last user turn (batched, memoised) and classify it.
+
+Used by the Router deployment and, with ``router.placement: ingress`` (the default), inside each
+ingress replica, so the hot path makes no router hop (docs/decisions.md). Both give identical
+verdicts: same model, same classifier, same rule (``app.route_decision.decide_route``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from app.config import RouterConfig
+from app.embedding import EmbeddingMemo
+from app.route_decision import RouteDecision, decide_route, route_threshold
+
+logger = logging.getLogger(__name__)
+MAX_EMBED_CHARS = 4000  # MiniLM reads 256 word pieces; longer text only costs tokenizer time
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+class BatchingEmbedder:
+    """Embeds on one worker thread; texts that arrive while a batch runs go together into the next.
+
+    Idle, a text is encoded at once (no wait for company); under load, batches form by themselves.
+    The event loop never blocks: torch runs in the worker thread.
+    """
+
+    def __init__(self, encode: EncodeFn, max_batch: int = 32, memo_size: int = 2048) -> None:
+        self.encode = encode
+        self.max_batch = max_batch
+        self.memo = EmbeddingMemo(memo_size)
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._draining = False
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmgw-embed")
+        self._lock = threading.Lock()  # the memo is shared with embed_sync's worker threads
+
+    def _get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            return self.memo.get(text)
+
+    def _put(self, text: str, vector: np.ndarray) -> None:
+        with self._lock:
+            self.memo.put(text, vector)
+
+    async def embed(self, text: str) -> np.ndarray:
+        text = text[:MAX_EMBED_CHARS]
+        vector = self._get(text)
+        if vector is not None:
+            return vector
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((text, future))
+        if not self._draining:
+            self._draining = True
+            self._task = loop.create_task(self._drain())  # referenced: not collected mid-batch
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                texts = list(dict.fromkeys(t for t, _ in batch))
+                try:
+                    vectors = await loop.run_in_executor(self._executor, self.encode, texts)
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                by_text = dict(zip(texts, vectors, strict=True))
+                for text, vec in by_text.items():
+                    self._put(text, vec)
+                for text, fut in batch:
+                    if not fut.done():
+                        fut.set_result(by_text[text])
+        finally:
+            self._draining = False
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        """For callers already on a worker thread (the injection guard): memo first, then encode the rest."""
+        keys = [t[:MAX_EMBED_CHARS] for t in texts]
+        found = {k: v for k in keys if (v := self._get(k)) is not None}
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            for k, v in zip(missing, self.encode(missing), strict=True):
+                found[k] = v
+                self._put(k, v)
+        if not keys:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+
+class RouteAnalyzer:
+    """Embedding + classifier verdicts; ``counters`` as the Router deployment reports them."""
+
+    def __init__(self, config: RouterConfig, embedder: BatchingEmbedder, classifier: Any = None) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.classifier = classifier
+        self.counters = {"decisions": 0, "fallbacks": 0, "embed_errors": 0}
+
+    @classmethod
+    def load(cls, config: RouterConfig, encode: EncodeFn | None = None) -> RouteAnalyzer:
+        """The bundled (or configured) classifier and the process's MiniLM; a broken artifact routes to the default."""
+        if encode is None:
+            from app.embedding import get_embedder
+
+            encode = get_embedder().encode
+        classifier = None
+        if config.enabled:
+            try:
+                from app.routing.classifier import RouterClassifier
+
+                classifier = RouterClassifier.load(config.artifact)
+            except Exception as exc:  # a missing/corrupt artifact must not take the gateway down
+                logger.error("router classifier unavailable, routing to %s: %s", config.default_pool, exc)
+        return cls(config, BatchingEmbedder(encode, config.max_batch_size), classifier)
+
+    async def embed(self, text: str) -> np.ndarray | None:
+        try:
+            return await self.embedder.embed(text)
+        except Exception as exc:
+            self.counters["embed_errors"] += 1
+            logger.warning("embedding failed: %s", type(exc).__name__)
+            return None
+
+    async def analyze(self, text: str, classify: bool, *, large_share: float | None = None,
+                      turns: int = 1) -> RouteDecision:
+        embedding = await self.embed(text)
+        if not classify:
+            return RouteDecision(pool=self.config.default_pool, score=None, embedding=embedding, reason="not-routed")
+        decision = decide_route(self.classifier, text, embedding, self.config, large_share, turns)
+        self.counters["decisions"] += 1
+        if decision.reason != "classifier":
+            self.counters["fallbacks"] += 1
+            logger.warning("router fallback to %s (%s)", decision.pool, decision.reason)
+        return decision
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed_sync(texts)
+
+    async def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """``/v1/embeddings`` in-process: the worker thread, no memo (inputs may be large)."""
+        loop = asyncio.get_running_loop()
+        vectors = await loop.run_in_executor(self.embedder._executor, self.embedder.encode, list(texts))
+        return [v.tolist() for v in vectors]
+
+    def stats(self) -> dict[str, Any]:
+        memo = self.embedder.memo
+        return {**self.counters, "embed_memo_hits": memo.hits, "embed_memo_size": len(memo),
+                "classifier": getattr(self.classifier, "version", None), "threshold": self.threshold()}
+
+    def threshold(self) -> float | None:
+        if self.classifier is None:
+            return self.config.threshold
+        try:
+            return route_threshold(self.classifier, self.config)
+        except Exception:
+            return None
