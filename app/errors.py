@@ -51,6 +51,12 @@ class ContextLengthError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
+class ChatTemplateError(InvalidRequestError):
+    """The model's chat template refused the messages (app/engines/chat_prompt.py): the request's fault."""
+
+    code = "chat_template_error"
+
+
 class AuthenticationError(GatewayError):
     status_code = 401
     error_type = "authentication_error"

@@ -36,14 +36,22 @@ class TokenCounter:
     def exact(self) -> bool:
         return self.tokenizer is not None
 
-    def count_chat(self, messages: list[dict]) -> int:
+    def count_chat(self, messages: list[dict], tools: list[dict] | None = None) -> int:
+        """Tokens of the prompt the pool will build (app.engines.chat_prompt.render_chat: same template, same
+        tool convention). A template that refuses the messages raises ChatTemplateError (400) here, before any
+        pool is tried; any other failure falls back to the estimate."""
+        from app.engines.chat_prompt import render_chat
+        from app.errors import ChatTemplateError
+
         tok = self.tokenizer
         if tok is not None and getattr(tok, "chat_template", None):
             try:
-                text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                text = render_chat(tok, messages, tools)
                 return len(tok.encode(text, add_special_tokens=False))
-            except Exception:  # a history the template refuses: the engine will say so; estimate here
-                pass
+            except ChatTemplateError:
+                raise
+            except Exception as exc:  # e.g. a broken template: the pool will fail too, estimate here
+                logger.warning("chat template of %s failed (%s): estimating tokens", self.model, type(exc).__name__)
         return sum(self.count_text(str(m.get("content") or "")) + MESSAGE_OVERHEAD for m in messages)
 
     def count_text(self, text: str) -> int:

@@ -24,7 +24,8 @@ class CountTokens:
         pool = self.config.pool(ctx.pool)
         counter = self.counters.get(pool.engine.model)
         gen = ctx.gen
-        ctx.prompt_tokens = counter.count_chat(gen.messages) if gen.is_chat else counter.count_text(gen.prompt or "")
+        ctx.prompt_tokens = (counter.count_chat(gen.messages, gen.tools) if gen.is_chat
+                             else counter.count_text(gen.prompt or ""))
         limit = pool.engine.max_model_len
         room = limit - ctx.prompt_tokens
         asked = ctx.parsed.effective_max_tokens()

@@ -151,7 +151,8 @@ def render(template: PromptTemplate, variables: dict[str, Any]) -> list[dict[str
         except SecurityError as exc:
             raise InvalidRequestError(f"Prompt rendering refused in messages[{i}]: {exc}",
                                       param="prompt_ref.variables") from None
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                RecursionError) as exc:  # whatever the template does with the values: the request's fault
             raise InvalidRequestError(f"Prompt rendering failed in messages[{i}]: {type(exc).__name__}: {exc}",
                                       param="prompt_ref.variables") from None
         total += len(text)

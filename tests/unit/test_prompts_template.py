@@ -44,3 +44,16 @@ def test_sandbox_refuses_unsafe_access_and_huge_output() -> None:
     t = parse_template({"messages": [{"role": "user", "content": "{{ x * 10000000 }}"}], "variables": {"x": {}}})
     with pytest.raises(InvalidRequestError, match="repetition too large"):
         render(t, {"x": "ab"})
+
+
+@pytest.mark.parametrize(("content", "value"), [
+    ("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}", "a"),  # RecursionError (was a 500)
+    ("{{ x|dictsort }}", "abc"),  # AttributeError: a string has no items (was a 500)
+    ("{{ x|slice(0)|list }}", "abc"),  # ZeroDivisionError
+])
+def test_any_rendering_failure_is_a_400(content: str, value: str) -> None:
+    """Issue 14 #5: a prompt template that fails on the values given is the request's fault, never a 5xx."""
+    t = parse_template({"messages": [{"role": "user", "content": content}], "variables": {"x": {"type": "string"}}})
+    with pytest.raises(InvalidRequestError, match="Prompt rendering failed") as exc:
+        render(t, {"x": value})
+    assert exc.value.status_code == 400 and exc.value.param == "prompt_ref.variables"
