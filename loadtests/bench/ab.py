@@ -92,7 +92,8 @@ def measure(url: str, levels: list[float], duration: float, root: int) -> list[d
         hit_prompt = f"What is the capital of France? Answer in one word. ({rps:g} rps)"
         load(url, 1, 1, model="auto", prompts=[hit_prompt], warmup=0)  # prime: the "hit" rows are exact hits
         paths = (("miss", {"model": "auto"}), ("bypass", {"model": "small", "extra_body": {"cache": False}}),
-                 ("hit", {"model": "auto", "prompts": [hit_prompt]}))
+                 ("hit", {"model": "auto", "prompts": [hit_prompt]}),
+                 ("stream", {"model": "small", "stream": True, "extra_body": {"cache": False}}))
         for label, kw in paths:
             direct = load(ECHO_URL, rps, duration)
             before = serve_cpu_seconds(root)
