@@ -9,6 +9,7 @@ from typing import Any
 from ray import serve
 
 from app.generation import GenerationChunk, GenerationRequest
+from app.observability import metrics
 from app.observability.settings import TracingConfig
 from app.observability.tracing import setup_tracing, start_span
 from app.resilience.breaker import BreakerRegistry
@@ -23,7 +24,8 @@ class FallbackDeployment:
         setup_tracing(TracingConfig.model_validate(tracing or {}))
         self.config = FallbackConfig.model_validate(config)
         self.providers = [make_provider(p) for p in self.config.providers]
-        self.breakers = BreakerRegistry(self.config.breaker)
+        # every provider breaker is on the llmgw_breaker_state gauge from the start (issue 14 #7)
+        self.breakers = BreakerRegistry(self.config.breaker, on_change=metrics.breaker_changed)
         for p in self.providers:
             self.breakers.get(f"provider:{p.cfg.name}")
 
@@ -44,4 +46,6 @@ class FallbackDeployment:
         return self.breakers.states()
 
     async def check_health(self) -> None:
-        return None
+        """Serve's periodic health check; reading the states also moves a cooled-down breaker to half-open
+        (and so the gauge) when no call has come since."""
+        self.breakers.states()

@@ -56,7 +56,7 @@ class Ingress:
         self.cache = cache
         self.fallback = fallback
         self.names = self.config.model_names()
-        self.breakers = BreakerRegistry(self.config.fallback.breaker)
+        self.breakers = BreakerRegistry(self.config.fallback.breaker, on_change=metrics.breaker_changed)  # gauge
         setup_tracing(self.config.observability.tracing)
         self.router = router
         request_log = RequestLogger(self.config.observability.request_log)

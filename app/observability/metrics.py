@@ -146,6 +146,14 @@ def set_breaker_states(states: dict[str, int]) -> None:
         BREAKER.labels(target).set(value)
 
 
+BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}  # = app.resilience.breaker.STATE_VALUE
+
+
+def breaker_changed(target: str, state: str) -> None:
+    """``BreakerRegistry(on_change=...)``: this process's breaker ``target`` is now ``state``."""
+    BREAKER.labels(target).set(BREAKER_VALUE.get(state, 2))
+
+
 def tpot_seconds(first_token_at: float, finished_at: float, completion_tokens: int) -> float | None:
     """Mean time per output token after the first; None when fewer than two tokens."""
     if completion_tokens < 2:

@@ -1,5 +1,10 @@
 """Circuit breaker per upstream: closed -> open after N failures in a window -> half-open probe after a
-cool-down -> closed on success (or open again on failure). Injectable clock for tests."""
+cool-down -> closed on success (or open again on failure). Injectable clock for tests.
+
+``on_change(name, state)`` (optional) hears every breaker's state as it is created and on each transition:
+the ingress and the fallback deployment pass ``app.observability.metrics.breaker_changed``, so the
+``llmgw_breaker_state`` gauge holds every replica's pool and provider breakers (issue 14 #7). Open ->
+half-open happens when the state is next read (a call, ``/metrics``, ``/readyz``, a health check)."""
 
 from __future__ import annotations
 
@@ -13,9 +18,14 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
+OnChange = Callable[[str, str], None]
+
+
 class CircuitBreaker:
-    def __init__(self, name: str, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic,
+                 on_change: OnChange | None = None) -> None:
         self.name, self.cfg, self.clock = name, cfg, clock
+        self.on_change = on_change
         self._state = CLOSED
         self._failures: deque[float] = deque()
         self._opened_at = 0.0
@@ -33,6 +43,8 @@ class CircuitBreaker:
         if new != self._state:
             self.transitions.append((self._state, new))
             self._state = new
+            if self.on_change is not None:
+                self.on_change(self.name, new)
         if new == OPEN:
             self._opened_at = self.clock()
             self._probe_in_flight = False
@@ -73,13 +85,16 @@ class CircuitBreaker:
 
 
 class BreakerRegistry:
-    def __init__(self, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        self.cfg, self.clock = cfg, clock
+    def __init__(self, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic,
+                 on_change: OnChange | None = None) -> None:
+        self.cfg, self.clock, self.on_change = cfg, clock, on_change
         self.breakers: dict[str, CircuitBreaker] = {}
 
     def get(self, name: str) -> CircuitBreaker:
         if name not in self.breakers:
-            self.breakers[name] = CircuitBreaker(name, self.cfg, self.clock)
+            self.breakers[name] = CircuitBreaker(name, self.cfg, self.clock, self.on_change)
+            if self.on_change is not None:
+                self.on_change(name, CLOSED)
         return self.breakers[name]
 
     def states(self) -> dict[str, str]:
