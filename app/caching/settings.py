@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.resilience.settings import BreakerConfig
+
 
 class CacheConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -39,5 +41,12 @@ class CacheConfig(BaseModel):
     protection: dict[str, Literal["none", "encrypt", "redact"]] = Field(default_factory=dict)
     encryption_key_env: str = "LLMGW_CACHE_ENCRYPTION_KEY"
     redis_timeout_s: float = 0.2
+    # The ingress' calls to the cache replica (app/caching/guard.py): a lookup (exact, semantic or stale) past
+    # lookup_timeout_s is a miss, a store past store_timeout_s is dropped; after call_breaker.failure_threshold
+    # failures within its window_s the ingress skips the cache (every request a miss) for its cooldown_s.
+    lookup_timeout_s: float = Field(2.0, gt=0)
+    store_timeout_s: float = Field(5.0, gt=0)
+    call_breaker: BreakerConfig = Field(
+        default_factory=lambda: BreakerConfig(failure_threshold=3, window_s=10.0, cooldown_s=2.0))
     redis_retry_s: float = 2.0  # after a Redis failure, try again after this long
     ray_actor_options: dict = Field(default_factory=lambda: {"num_cpus": 0.25})

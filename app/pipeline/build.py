@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.caching.guard import GuardedCache
 from app.config import GatewayConfig
 from app.guardrails.service import Guardrails
 from app.observability.request_log import RequestLogger
@@ -53,7 +54,10 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
     """parse → authenticate → scope → admit → render_prompt → route → tokens → guard_input → reserve → cache →
     generate; output: structured_output, guard_output; finishers: settle → prompt_outcome → log."""
     svc = services or default_services(config, request_log)
-    cache_stage = Cache(cache) if cache is not None else None
+    if cache is not None:  # lookup, store and stale lookup bounded: a slow or dead cache is a miss, never a stall
+        cache = GuardedCache.from_config(cache, config.cache)
+    # the stage's own timeout is only a backstop past the guard's (which counts the failure on its breaker)
+    cache_stage = Cache(cache, lookup_timeout_s=config.cache.lookup_timeout_s + 1.0) if cache is not None else None
     generate = Generate(config, pools, providers, cache, breakers,
                         pending=cache_stage.pending if cache_stage is not None else None)
     prompts = svc.prompts

@@ -53,3 +53,73 @@ def test_errors_are_misses_and_cancellation_propagates() -> None:
         raise AssertionError("cancellation swallowed")
 
     asyncio.run(go())
+
+
+# ---- GuardedCache in the request path (app/pipeline/build.py wraps every cache client) -----------------
+class SlowCache:
+    """A cache replica that hangs (or fails) on every call, counting them."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.calls = fail, []
+
+    async def _call(self, name: str):
+        self.calls.append(name)
+        if self.fail:
+            raise ConnectionError("cache replica died")
+        await asyncio.sleep(60)
+
+    async def lookup(self, query):
+        return await self._call("lookup")
+
+    async def store(self, query, response) -> None:
+        await self._call("store")
+
+    async def stale_lookup(self, query, min_similarity):
+        return await self._call("stale_lookup")
+
+
+def _pipeline(cache, pools=None):
+    from tests.unit.test_pipeline import config, make
+
+    cfg = config(cache={"lookup_timeout_s": 0.1, "store_timeout_s": 0.1,
+                        "call_breaker": {"failure_threshold": 3, "window_s": 10, "cooldown_s": 30}})
+    return make(cfg=cfg, cache=cache, pools=pools)
+
+
+async def test_a_hanging_cache_costs_three_short_timeouts_then_nothing() -> None:
+    from tests.unit.test_pipeline import chat, ctx_for, drain
+
+    cache = SlowCache()
+    pipe, pools, counting = _pipeline(cache)
+    await drain(pipe, ctx_for(chat("warm up", cache=False)))  # tokenizer, guardrails: loaded once, no cache call
+    waits = []
+    for i in range(5):
+        t0 = time.perf_counter()
+        ctx = ctx_for(chat(f"question {i}", temperature=0))
+        assert await drain(pipe, ctx) == "w w w "
+        waits.append(time.perf_counter() - t0)
+        assert ctx.cache_status == "miss"
+    await asyncio.sleep(0.3)  # the stores of the first answers time out too
+    assert len(cache.calls) == 3 and len(pools.calls) == 6  # 3 failed calls (lookups, a store), then none at all
+    assert all(w < 1.0 for w in waits) and max(waits[3:]) < 0.05, waits  # never the old 2 s, then no wait at all
+    assert counting.seen == [(200, None, False)] * 6
+
+
+async def test_a_failing_cache_is_a_miss_and_a_stale_lookup_that_hangs_is_bounded() -> None:
+    from app.errors import ServiceUnavailableError
+    from tests.unit.test_pipeline import Pools, chat, ctx_for, drain
+
+    pipe, _, _ = _pipeline(SlowCache(fail=True))
+    ctx = ctx_for(chat(temperature=0))
+    assert await drain(pipe, ctx) == "w w w " and ctx.cache_status == "miss"
+    hanging = SlowCache()
+    pipe, _, counting = _pipeline(hanging, pools=Pools(fail={"small", "large"}))
+    t0 = time.perf_counter()
+    try:
+        await pipe.run(ctx_for(chat(temperature=0)))
+    except ServiceUnavailableError:
+        pass
+    else:
+        raise AssertionError("no pool and no stale answer: expected a 503")
+    assert time.perf_counter() - t0 < 1.5  # lookup and stale lookup 0.1 s each, not a stalled request
+    assert hanging.calls == ["lookup", "stale_lookup"] and counting.seen == [(503, "service_unavailable", False)]
