@@ -24,6 +24,7 @@ from app.engines.logprobs import openai_logprobs
 from app.engines.tool_output import ToolOutput, make_parser
 from app.errors import ContextLengthError, InvalidRequestError, UpstreamError
 from app.generation import GenerationChunk, GenerationRequest
+from app.structured.decode_schema import decoding_schema
 from app.structured.tool_schema import guided_schema, tool_mode
 from app.structured.validate import schema_of
 
@@ -136,7 +137,7 @@ class VLLMEngine:
             if req.response_format.get("type") == "json_object":
                 return StructuredOutputsParams(json_object=True)
             schema = schema_of(req.response_format)
-        return None if schema is None else StructuredOutputsParams(json=schema)
+        return None if schema is None else StructuredOutputsParams(json=decoding_schema(schema))
 
     def _tool_output(self, req: GenerationRequest) -> ToolOutput | None:
         mode = tool_mode(req.tools, req.tool_choice)

@@ -5,7 +5,9 @@ against that version (``tests/unit/test_structured_schema_support.py`` re-checks
 xgrammar itself): the keywords below are either ignored by the grammar (a violating output could
 be generated) or make it reject valid outputs. A schema using them is refused with a 400 naming
 the keyword, rather than silently weakened. ``oneOf`` is decoded as ``anyOf``; the final text is
-validated with jsonschema, so an overlap is caught there (and re-asked).
+validated with jsonschema, so an overlap is caught there (and re-asked). ``maxLength`` beside
+``format: email`` is the one length-beside-format the gateway honours: the pools decode the address
+with a bounded pattern (:mod:`app.structured.decode_schema`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ UNSUPPORTED_KEYWORDS = {
     "maxProperties": "rejects valid objects",
 }
 MAX_DEPTH = 32
+MIN_EMAIL = 5  # "a@b.c": the shortest address the bounded email pattern admits (app/structured/decode_schema.py)
 # Where sub-schemas live (everything else is a value: enum, const, default, examples, ...).
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -60,7 +63,10 @@ def _walk(node: Any, path: str, depth: int = 0) -> Iterator[tuple[str, str, str]
         value = node["multipleOf"]
         if not (isinstance(value, int) and node.get("type") == "integer"):
             yield "multipleOf", path or "/", "only integer multipleOf on type integer is enforced"
-    if ("pattern" in node or "format" in node) and ("minLength" in node or "maxLength" in node):
+    email_bound = node.get("format") == "email" and "pattern" not in node and "minLength" not in node
+    if email_bound and isinstance(node.get("maxLength"), int) and node["maxLength"] < MIN_EMAIL:
+        yield "maxLength", path or "/", f"no email address fits in {node['maxLength']} characters"
+    elif not email_bound and ("pattern" in node or "format" in node) and ("minLength" in node or "maxLength" in node):
         bound = "maxLength" if "maxLength" in node else "minLength"
         yield bound, path or "/", "length bounds together with pattern/format are ignored (vLLM #45592)"
     fmt = node.get("format")

@@ -55,6 +55,41 @@ def test_truncated_answer_stays_200_with_verdict(client) -> None:
     assert resp.headers["x-llmgw-schema"] == "truncated"
 
 
+def _structured_counter(client, outcome: str) -> float:
+    import re
+
+    text = client.get("/metrics").text
+    match = re.search(r'^llmgw_structured_output_total\{outcome="' + outcome + r'"\} ([0-9.e+]+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_violation_is_reasked_once_then_502(client) -> None:
+    """oneOf is decoded as anyOf: two identical branches make every decoded answer invalid to the final check."""
+    digit = {"type": "integer", "minimum": 0, "maximum": 9}
+    schema = {"type": "object", "properties": {"n": {"oneOf": [digit, digit]}}, "required": ["n"],
+              "additionalProperties": False}
+    body = {"model": "small", "messages": [{"role": "user", "content": "Pick a digit."}], "max_tokens": 20,
+            "cache": False, "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}}}
+    reasks, failed = _structured_counter(client, "reask"), _structured_counter(client, "failed")
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 502, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == "json_schema_validation_failed" and "is valid under each of" in err["message"]
+    assert _structured_counter(client, "reask") == reasks + 1 and _structured_counter(client, "failed") == failed + 1
+
+
+def test_an_email_field_is_decoded_within_its_bound(client) -> None:
+    schema = {"type": "object", "properties": {"to": {"type": "string", "format": "email", "maxLength": 24}},
+              "required": ["to"], "additionalProperties": False}
+    body = {"model": "small", "messages": [{"role": "user", "content": "An address."}], "max_tokens": 60,
+            "cache": False, "response_format": {"type": "json_schema", "json_schema": {"name": "e", "schema": schema}}}
+    for seed in range(3):
+        resp = client.post("/v1/chat/completions", json={**body, "seed": seed})
+        assert resp.status_code == 200 and resp.headers["x-llmgw-schema"] == "valid", resp.text
+        to = json.loads(resp.json()["choices"][0]["message"]["content"])["to"]
+        assert "@" in to and len(to) <= 24
+
+
 def test_json_schema_streaming_joins_to_valid_json(gateway_url: str) -> None:
     schema = Place.model_json_schema()
     stream = _client(gateway_url).chat.completions.create(
