@@ -1,4 +1,4 @@
-"""loadtests/faults.py's accounting: what counts as answered, lost, degraded, and the recovery time."""
+"""loadtests/faults accounting: what counts as answered, lost, degraded, and the recovery time."""
 
 from __future__ import annotations
 
