@@ -16,6 +16,7 @@ from app.api.batch_scope import BatchScope, batch_scope
 from app.api.completions import complete
 from app.api.embeddings_handler import embeddings
 from app.api.model_list import list_models
+from app.api.openapi import install_openapi
 from app.api.policy_admin import dispatch as policy_dispatch
 from app.api.prompts import PromptAdmin
 from app.api.prompts import dispatch as prompts_dispatch
@@ -36,6 +37,7 @@ from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandl
 
 api = FastAPI(title="llm-gateway", docs_url=None, redoc_url=None)
 install_error_handlers(api)
+install_openapi(api)  # /openapi.json with request bodies and error shapes (app/api/openapi.py)
 
 
 @serve.deployment
