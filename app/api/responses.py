@@ -63,7 +63,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise InvalidRequestError(f"'input.{i}' must be an object.", param=f"input.{i}")
         kind = item.get("type", "message")
         if kind == "message":
-            if item.get("role") not in _TEXT_ROLES:
+            if not isinstance(item.get("role"), str) or item["role"] not in _TEXT_ROLES:  # a dict is unhashable
                 raise InvalidRequestError(f"'input.{i}.role' must be one of {sorted(_TEXT_ROLES)}.",
                                           param=f"input.{i}.role")
             messages.append({"role": item["role"], "content": _content_text(item.get("content", ""),

@@ -118,3 +118,11 @@ def test_stream_failure_event() -> None:
     events = _events(s.failed(err))
     assert events[0]["type"] == "error" and events[0]["code"] == "json_schema_validation_failed"
     assert events[1]["type"] == "response.failed" and events[1]["response"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("role", [{}, ["user"], 5, None])
+def test_a_role_that_is_not_a_string_is_a_400(role) -> None:
+    """Found by fuzzing: an unhashable role (a dict) raised TypeError, a 500."""
+    with pytest.raises(InvalidRequestError) as exc:
+        to_chat_request({"model": "small", "input": [{"type": "message", "role": role, "content": "x"}]})
+    assert exc.value.param == "input.0.role"
