@@ -19,7 +19,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from app.batch.execute import pipeline_executor
-from app.batch.gate import CapacityGate, PoolGate
+from app.batch.gate import CapacityGate, GatedPools, PoolGate, pools_for
 from app.batch.service import redis_url_of
 from app.batch.store import BatchStore, connect
 from app.batch.worker import BatchWorker
@@ -66,25 +66,23 @@ class BatchWorkers:
         self.cfg = cfg
         self.pools = pools
         setup_tracing(cfg.observability.tracing)
-        pipeline = build_pipeline(
+        b = cfg.batch
+        self.gates = {p.name: PoolGate(p.name, p.max_ongoing_requests, p.engine.max_num_seqs, b.pool_share,
+                                       b.busy_share, b.backoff_queue_depth, b.idle_window_s) for p in cfg.pools}
+        pipeline = build_pipeline(  # GatedPools: counts batch requests on each pool, narrows `auto` leases
             cfg, router=RouterHandle(router), cache=CacheHandle(cache) if cache is not None else None,
-            pools=PoolHandles(pools), providers=ProviderHandle(fallback) if fallback is not None else None,
+            pools=GatedPools(PoolHandles(pools), self.gates),
+            providers=ProviderHandle(fallback) if fallback is not None else None,
             breakers=BreakerRegistry(cfg.fallback.breaker),
             request_log=RequestLogger(cfg.observability.request_log),
         )
-        b = cfg.batch
-        self.gates = {p.name: PoolGate(p.name, p.max_ongoing_requests, p.engine.max_num_seqs, b.pool_share,
-                                       b.busy_share, b.backoff_queue_depth) for p in cfg.pools}
-        names = cfg.model_names()
-
-        def pool_for(body: Any) -> str | None:
-            model = body.get("model") if isinstance(body, dict) else None
-            pool = names.get(model) if isinstance(model, str) else None
-            return (pool or cfg.router.default_pool) if pool is not None else None
+        pool_for = pools_for(cfg.model_names(), [p.name for p in cfg.pools])  # auto: every pool until routed
+        execute = pipeline_executor(pipeline, cfg.auth.tenant_header, embed=router.embed_batch.remote,
+                                    embed_concurrency=b.embed_concurrency)
 
         self.consumer = f"batch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         store = BatchStore(connect(redis_url_of(cfg)), b)
-        self.worker = BatchWorker(store, pipeline_executor(pipeline, cfg.auth.tenant_header), consumer=self.consumer,
+        self.worker = BatchWorker(store, execute, consumer=self.consumer,
                                   gate=CapacityGate(self.gates), pool_for=pool_for, ledger=make_ledger(cfg),
                                   sender=make_webhook_sender(cfg, store.redis))
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ Talks to a running gateway with the official ``openai`` SDK, exactly as any clie
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -27,6 +28,27 @@ def _client(url: str, api_key: str | None, tenant: str | None):
     headers = {"x-llmgw-tenant": tenant} if tenant else None
     return OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=api_key or os.environ.get("OPENAI_API_KEY") or "local",
                   default_headers=headers, max_retries=2)
+
+
+def _api_errors(command):
+    """An error answer (e.g. 404 ``batch_lane_disabled``) as one line on stderr and exit 1, not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from openai import APIConnectionError, APIStatusError
+
+        try:
+            return command(*args, **kwargs)
+        except APIStatusError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+            typer.echo(f"error {exc.status_code} {err.get('code') or ''}: {err.get('message') or exc.message}",
+                       err=True)
+        except APIConnectionError as exc:
+            typer.echo(f"error: cannot reach the gateway ({exc.message})", err=True)
+        raise typer.Exit(1)
+
+    return run
 
 
 def _endpoint_of(path: Path) -> str:
@@ -64,6 +86,7 @@ def _wait(client, batch_id: str, poll_s: float) -> object:
 
 
 @batch_app.command("submit")
+@_api_errors
 def submit(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: {custom_id, method, url, body}"),
            wait: bool = typer.Option(False, "--wait", help="Poll with a progress bar until the batch ends."),
            endpoint: str = typer.Option(None, help="Default: the url of the file's first line."),
@@ -88,6 +111,7 @@ def submit(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="J
 
 
 @batch_app.command("status")
+@_api_errors
 def status(batch_id: str, url: str = URL, api_key: str = KEY, tenant: str = TENANT) -> None:
     """Print a batch object (JSON)."""
     b = _client(url, api_key, tenant).batches.retrieve(batch_id)
@@ -95,6 +119,7 @@ def status(batch_id: str, url: str = URL, api_key: str = KEY, tenant: str = TENA
 
 
 @batch_app.command("results")
+@_api_errors
 def results(batch_id: str, errors: bool = typer.Option(False, "--errors", help="The error file instead."),
             out: Path = typer.Option(None, "--out", help="Write to this file (default: stdout)."),
             url: str = URL, api_key: str = KEY, tenant: str = TENANT) -> None:
@@ -114,6 +139,7 @@ def results(batch_id: str, errors: bool = typer.Option(False, "--errors", help="
 
 
 @batch_app.command("cancel")
+@_api_errors
 def cancel(batch_id: str, url: str = URL, api_key: str = KEY, tenant: str = TENANT) -> None:
     """Cancel a batch (lines not started are never run nor billed)."""
     typer.echo(_summary(_client(url, api_key, tenant).batches.cancel(batch_id)))

@@ -25,6 +25,7 @@ class BatchConfig(BaseModel):
     max_in_flight: int = 64  # per worker replica, across pools
     pool_share: float = Field(0.25, gt=0.0, le=1.0)  # of each pool's max_ongoing_requests
     busy_share: float = Field(0.25, ge=0.0, le=1.0)  # of that, while real-time requests are in flight
+    idle_window_s: float = Field(1.0, ge=0.0)  # a pool quiet (no real-time) this long: batch may take its full cap
     backoff_queue_depth: int = 0  # engine requests waiting beyond max_num_seqs before batch backs off
     stats_interval_s: float = 0.25  # how often the gate polls the pools' stats()
     claim_idle_ms: int = 30_000  # a pending entry idle this long belongs to a dead worker: reclaim it
@@ -33,6 +34,7 @@ class BatchConfig(BaseModel):
     max_attempts: int = 3  # executions of one line (retryable upstream failures, dead workers)
     retry_base_s: float = 0.5
     item_timeout_s: float = 300.0
+    embed_concurrency: int = Field(2, ge=1)  # /v1/embeddings lines at a time per worker (the router's model)
     # Batch rate of its own (per tenant), not the key's real-time rpm/tpm; None: unlimited
     rpm: int | None = None
     tpm: int | None = None

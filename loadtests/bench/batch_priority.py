@@ -3,7 +3,9 @@
     nice -n 19 flock /tmp/llmgw-graph.lock python -m loadtests.bench.batch_priority \
         [--rt-concurrency 4] [--rt-requests 200] [--batch-lines 3000] [--items 300] [--max-tokens 32]
 
-Starts the gateway (tests/gateway_test_config.yaml: batch lane on Redis DB 9, port 8013), then, side by side:
+Starts the gateway (tests/gateway_test_config.yaml: batch lane on Redis DB 9, port 8013) with the capacity
+gate's settings of the shipped cpu profile (cluster/profiles.yaml; ``--profile none``: BatchConfig's
+defaults; ``--busy-share`` etc. override), then, side by side:
 
 1. real-time chat (streaming, closed loop) on an idle gateway: p50 / p99 latency, TTFT;
 2. the same load while a large batch runs on the same pools: p50 / p99, and the batch's items/s meanwhile
@@ -32,6 +34,7 @@ from loadtests.bench.openai_load import LoadResult
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8013
 CHAT = "/v1/chat/completions"
+GATE_FIELDS = ("pool_share", "busy_share", "idle_window_s", "backoff_queue_depth", "stats_interval_s")
 
 
 def batch_file(n: int, tag: str, max_tokens: int) -> bytes:
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--pool-share", type=float, default=None, help="override batch.pool_share")
     parser.add_argument("--busy-share", type=float, default=None, help="override batch.busy_share")
+    parser.add_argument("--idle-window", type=float, default=None, help="override batch.idle_window_s")
+    parser.add_argument("--profile", default="cpu", help="take the gate settings of this profile (none: defaults)")
     args = parser.parse_args()
 
     from openai import OpenAI
@@ -147,9 +152,13 @@ def main() -> None:
     config = yaml.safe_load((ROOT / "tests/gateway_test_config.yaml").read_text())
     config["batch"]["key_prefix"] = f"llmgw-bench-batch-{os.getpid()}"
     config["observability"] = {"canary": {"enabled": False}}
-    for name in ("pool_share", "busy_share"):
+    if args.profile != "none":
+        shipped = yaml.safe_load((ROOT / "cluster/profiles.yaml").read_text())["profiles"][args.profile]
+        config["batch"].update({k: v for k, v in shipped["gateway"].get("batch", {}).items() if k in GATE_FIELDS})
+    for name, field in (("pool_share", "pool_share"), ("busy_share", "busy_share"), ("idle_window", "idle_window_s")):
         if getattr(args, name) is not None:
-            config["batch"][name] = getattr(args, name)
+            config["batch"][field] = getattr(args, name)
+    gate = {k: config["batch"].get(k) for k in GATE_FIELDS}
     start_gateway(config, port=PORT)
     url = f"http://127.0.0.1:{PORT}"
     client = OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=2, timeout=120)
@@ -187,8 +196,9 @@ def main() -> None:
         "batch_items_per_s_during_realtime": round(during_items_s, 2),
         "batch_items_per_s_idle": round(batch_items_s, 2), "realtime_items_per_s_same_items": round(rt_items_s, 2),
         "batch_still_running_after_realtime": status_after == "in_progress",  # else the "busy" phase was partly idle
-        "batch_concurrency_cap": cap, "args": vars(args),
+        "batch_concurrency_cap": cap, "gate": gate, "args": vars(args),
     }
+    print(f"gate settings (None: BatchConfig default): {gate}")
     print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}{'ttft p50':>10}{'errors':>8}")
     for name, row in (("real-time, idle", idle), ("real-time, batch running", busy)):
         print(f"{name:28}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['ttft_p50_ms']:>10}{row['errors']:>8}")

@@ -115,6 +115,35 @@ def test_malformed_lines_fail_validation_by_line_and_bad_bodies_become_per_line_
     assert errors == {"no-messages": 400, "no-model": 404}
 
 
+def test_embeddings_lines_and_auto_lines_complete(sdk) -> None:
+    """/v1/embeddings lines get the endpoint's answer; `auto` lines wait for room on every pool they may be
+    routed to and release every slot afterwards (the gates' in_flight is back to 0)."""
+    from ray import serve
+
+    client = sdk("batch-emb")
+    rows = [{"custom_id": f"e-{i}", "method": "POST", "url": "/v1/embeddings",
+             "body": {"model": "all-minilm-l6-v2", "input": [f"text {i}", "more"]}} for i in range(3)]
+    rows.append({"custom_id": "e-bad", "method": "POST", "url": "/v1/embeddings",
+                 "body": {"model": "all-minilm-l6-v2", "input": ""}})
+    f = client.files.create(file=("emb.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in rows)),
+                            purpose="batch")
+    emb = client.batches.create(input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h")
+    auto = submit(client, lines(6, "auto", model="auto"))
+    b = wait(client, emb.id, {"completed", "failed"})
+    assert (b.status, b.request_counts.completed, b.request_counts.failed) == ("completed", 3, 1)
+    out = {o["custom_id"]: o["response"] for o in jsonl_of(client, b.output_file_id)}
+    assert set(out) == {"e-0", "e-1", "e-2"}
+    body = out["e-1"]["body"]
+    assert out["e-1"]["status_code"] == 200 and body["object"] == "list" and len(body["data"]) == 2
+    assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0
+    assert [e["response"]["status_code"] for e in jsonl_of(client, b.error_file_id)] == [400]
+    a = wait(client, auto.id, {"completed", "failed"})
+    assert (a.status, a.request_counts.completed) == ("completed", 6)
+    assert {o["response"]["body"]["model"] for o in jsonl_of(client, a.output_file_id)} <= {"tiny-small", "tiny-large"}
+    status = serve.get_deployment_handle("BatchWorkers", app_name="llm-gateway").status.remote().result()
+    assert {n: g["in_flight"] for n, g in status["gates"].items()} == {"small": 0, "large": 0}
+
+
 def _batch_replicas() -> list[str]:
     import ray
 
