@@ -13,7 +13,7 @@ from ray.serve.handle import DeploymentHandle
 
 from app.api import async_jobs, batches, files
 from app.api.batch_scope import BatchScope, batch_scope
-from app.api.completions import complete
+from app.api.completions import complete, read_json_body, read_json_body_or_none
 from app.api.embeddings_handler import embeddings
 from app.api.model_list import list_models
 from app.api.openapi import install_openapi
@@ -24,7 +24,6 @@ from app.api.responses_handler import responses
 from app.batch.service import BatchService
 from app.config import GatewayConfig
 from app.errors import InvalidRequestError, NotFoundError
-from app.http_body import parse_json_object
 from app.http_errors import install_error_handlers
 from app.observability import metrics
 from app.observability.request_log import RequestLogger
@@ -118,8 +117,7 @@ class Ingress:
     async def _policy_call(self, request: Request) -> dict[str, Any]:
         body = None
         if request.method in ("POST", "PUT", "PATCH"):
-            raw = await request.body()
-            body = parse_json_object(raw, self.max_body) if raw.strip() else None
+            body = await read_json_body_or_none(request, self.max_body)  # bounded: read before the admin check
         client = request.client.host if request.client is not None else None
         return await policy_dispatch(self.policy, self.config.auth, request.method, request.url.path,
                                      request.headers, request.query_params, body, client)
@@ -166,7 +164,7 @@ class Ingress:
     @api.post("/admin/cache/invalidate")
     async def cache_invalidate(self, request: Request) -> dict[str, Any]:
         self._require_admin(request)
-        body = parse_json_object(await request.body(), self.config.ingress.max_body_bytes)
+        body = await read_json_body(request, self.max_body)
         tenant, prefix = body.get("tenant"), body.get("prefix")
         if not isinstance(tenant, str) or not tenant or not (prefix is None or isinstance(prefix, str)):
             raise InvalidRequestError("Body must be {\"tenant\": str, \"prefix\": str | null}.", param="tenant")
@@ -192,7 +190,7 @@ class Ingress:
 
     async def _prompts_call(self, request: Request) -> dict[str, Any]:
         self._require_admin(request)
-        body = parse_json_object(await request.body(), self.max_body) if request.method in ("POST", "PUT") else None
+        body = await read_json_body(request, self.max_body) if request.method in ("POST", "PUT") else None
         stage = self.pipeline.stage("render_prompt")
         admin = PromptAdmin(stage.registry, stage.experiments) if stage is not None else None
         return await prompts_dispatch(admin, request.method, request.url.path, request.query_params, body)

@@ -18,18 +18,28 @@ def error_json(err: GatewayError, headers: dict[str, str] | None = None) -> JSON
     return JSONResponse(err.to_dict(), status_code=err.status_code, headers={**(headers or {}), **err.headers})
 
 
-async def read_json_body(request: Request, max_bytes: int) -> dict:
-    """The body as a JSON object. Past ``max_bytes`` (a Content-Length over it, or a chunked body as soon as
-    it passes it) a 413: the rest of the body is drained first (bounded, app/api/body_limit.py), so the
-    answer reaches a client that is still sending and the connection stays usable (issue 14 #2)."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body. Past ``max_bytes`` (a Content-Length over it, or a chunked body as soon as it passes it) a
+    413: the rest of the body is drained first (bounded, app/api/body_limit.py), so the answer reaches a client
+    that is still sending and the connection stays usable (issue 14 #2)."""
     stream = request.stream()
     try:
         check_content_length(request.headers.get("content-length"), max_bytes)
-        raw = await read_body_bounded(stream, max_bytes)
+        return await read_body_bounded(stream, max_bytes)
     except PayloadTooLargeError:
         await drain(stream)
         raise
-    return parse_json_object(raw, max_bytes)
+
+
+async def read_json_body(request: Request, max_bytes: int) -> dict:
+    """The body as a JSON object (400 when it is not one, 413 past ``max_bytes``: :func:`read_body`)."""
+    return parse_json_object(await read_body(request, max_bytes), max_bytes)
+
+
+async def read_json_body_or_none(request: Request, max_bytes: int) -> dict | None:
+    """:func:`read_json_body` for routes whose body is optional: an empty body is None."""
+    raw = await read_body(request, max_bytes)
+    return parse_json_object(raw, max_bytes) if raw.strip() else None
 
 
 async def complete(pipeline: Pipeline, request: Request, endpoint: Endpoint, max_body_bytes: int) -> Response:

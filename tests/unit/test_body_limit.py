@@ -174,3 +174,13 @@ def _read_response(reader) -> tuple[int, dict]:
         headers[name.strip().lower()] = value.strip()
     assert headers.get("connection") != "close"
     return status, json.loads(reader.read(int(headers["content-length"])))
+
+
+def test_optional_bodies_are_bounded_too() -> None:
+    """The admin routes (read before the admin check): empty is None, an endless body still gets its 413."""
+    from app.api.completions import read_json_body_or_none
+
+    assert asyncio.run(read_json_body_or_none(request(Receive(b"")), 1000)) is None
+    assert asyncio.run(read_json_body_or_none(request(Receive(b'{"a": 1}')), 1000)) == {"a": 1}
+    with pytest.raises(PayloadTooLargeError):
+        asyncio.run(asyncio.wait_for(read_json_body_or_none(request(Receive()), 10_000), 20))
