@@ -229,7 +229,8 @@ class PromptWiring:
         cfg = self.config.prompts.shadow if self.config is not None else None
         self.shadow = ShadowRunner(generate, self.experiments, request_log=self.request_log, judge=self.judge,
                                    max_concurrency=cfg.max_concurrency if cfg else 4,
-                                   timeout_s=cfg.timeout_s if cfg else 60.0)
+                                   timeout_s=cfg.timeout_s if cfg else 60.0,
+                                   start_delay_s=cfg.start_delay_s if cfg else 0.0)
         self.outcome.shadow = self.shadow
         return self.shadow
 
@@ -253,7 +254,8 @@ def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_g
     if shadow_generate is not None:
         shadow = ShadowRunner(shadow_generate, experiments, request_log=request_log, judge=judge,
                               max_concurrency=config.prompts.shadow.max_concurrency,
-                              timeout_s=config.prompts.shadow.timeout_s)
+                              timeout_s=config.prompts.shadow.timeout_s,
+                              start_delay_s=config.prompts.shadow.start_delay_s)
     online = None
     if judge is not None and ev.online.enabled and request_log is not None:
         online = OnlineEvaluator(judge, ev.online, request_log, experiments)

@@ -14,6 +14,9 @@ class ShadowConfig(_Strict):
 
     max_concurrency: int = Field(4, ge=1)  # shadow runs in flight per replica; beyond it a sample is skipped
     timeout_s: float = Field(60.0, gt=0)
+    # a shadow starts this long after the served answer ended, so the answer's last bytes (SSE [DONE])
+    # leave before the candidate's render and pool call take the event loop (docs/prompts.md, measured)
+    start_delay_s: float = Field(0.25, ge=0.0, le=10.0)
 
 
 class PromptsConfig(_Strict):

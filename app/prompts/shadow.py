@@ -1,7 +1,8 @@
 """Shadow runs: a candidate (prompt version and/or model) answers a sampled share of traffic in the
 background. Its answer is logged beside the served one and scored; it is never returned, never
 cached, and never delays or fails the served answer: ``submit`` only starts a task (bounded
-concurrency, strong references kept), every error is swallowed and counted. Its cost is counted
+concurrency, strong references kept) that waits ``start_delay_s`` before any work, so the served
+answer's last bytes leave first; every error is swallowed and counted. Its cost is counted
 against the experiment's own USD budget; once spent, samples are skipped.
 """
 
@@ -44,13 +45,15 @@ class ShadowJob:
 
 class ShadowRunner:
     def __init__(self, generate: Generate, experiments: Experiments, *, request_log: RequestLogger | None = None,
-                 judge: Judge | None = None, max_concurrency: int = 4, timeout_s: float = 60.0) -> None:
+                 judge: Judge | None = None, max_concurrency: int = 4, timeout_s: float = 60.0,
+                 start_delay_s: float = 0.0) -> None:
         self.generate = generate
         self.experiments = experiments
         self.request_log = request_log
         self.judge = judge
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
+        self.start_delay_s = start_delay_s  # the served answer's last bytes go out before a shadow starts
         self.tasks: set[asyncio.Task] = set()  # strong references: a running shadow is never garbage-collected
         self.counts: dict[str, int] = {}
 
@@ -79,6 +82,8 @@ class ShadowRunner:
     async def _run(self, job: ShadowJob) -> None:
         exp = job.experiment
         try:
+            if self.start_delay_s > 0:
+                await asyncio.sleep(self.start_delay_s)
             if exp.shadow is not None and await self.experiments.shadow_spent(exp) >= exp.shadow.budget_usd:
                 self._count(exp, "skipped_budget")
                 return
