@@ -42,7 +42,7 @@ class RequestsGate:
             s = state.subject
             if s.kind != "requests" or not (committed or s == result.blocked):
                 continue
-            tat = sent_ms + state.reset_ms
+            tat = sent_ms + state.reset_ms - 1.0  # the scripts round reset up to a whole ms
             if tat > self._tat.get(s.key, 0.0):
                 if len(self._tat) >= self.max_items:
                     self._tat.clear()
