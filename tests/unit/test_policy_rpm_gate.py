@@ -82,9 +82,8 @@ async def test_a_second_replica_is_never_refused_on_a_guess(redis_prefix) -> Non
     assert sum(r is None for r in results) == 7
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_a_request_refused_for_tokens_or_budget_does_not_spend_a_request(store: str, request_fixture) -> None:
-    svc, pipe = gateway(request_fixture(store), pools=Pools(n=150))
+async def test_a_request_refused_for_tokens_or_budget_does_not_spend_a_request(store) -> None:
+    svc, pipe = gateway(store, pools=Pools(n=150))
     _, key = await svc.create_key(KeyCreate(tenant="acme", models=["*"], rpm=2, tpm=200), "admin")
     assert await outcome(pipe, request(key, max_tokens=150)) is None  # keeps 10 + 150 of 200 tokens
     err = await outcome(pipe, request(key, max_tokens=150))  # tokens refused: all or nothing
@@ -93,9 +92,8 @@ async def test_a_request_refused_for_tokens_or_budget_does_not_spend_a_request(s
     assert ctx.response_headers["x-ratelimit-remaining-requests"] == "0"
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_a_request_that_ends_before_reserve_still_counts(store: str, request_fixture) -> None:
-    svc, pipe = gateway(request_fixture(store))
+async def test_a_request_that_ends_before_reserve_still_counts(store) -> None:
+    svc, pipe = gateway(store)
     _, key = await svc.create_key(KeyCreate(tenant="acme", models=["*"], rpm=2), "admin")
     blocked = type(pipe)(stages=[*pipe.stages[:3], Refuse(), *pipe.stages[3:]], finishers=pipe.finishers)
     for _ in range(2):
@@ -118,6 +116,7 @@ def test_the_gate_learns_only_what_the_store_proved() -> None:
     assert gate.check([s], 30_000.0).allowed  # one request's worth of bucket refilled
 
 
-@pytest.fixture
-def request_fixture(redis_prefix):
-    return lambda store: redis_prefix if store == "redis" else None
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    """The ``gateway()`` argument: None (in memory) or the Redis fixture (requested only for "redis")."""
+    return request.getfixturevalue("redis_prefix") if request.param == "redis" else None
