@@ -11,6 +11,9 @@ from pathlib import Path
 
 import typer
 
+from app.serve_env import apply_serve_env
+
+apply_serve_env()  # before anything imports ray.serve: Serve reads its switches at import, in every process
 cli = typer.Typer(help="llm-gateway: OpenAI-compatible LLM gateway on Ray Serve + vLLM.", no_args_is_help=True)
 DEFAULT_CONFIG = "serve_config.cpu.yaml"
 MODELS_DIR = Path(".cache/models")
@@ -56,6 +59,9 @@ def start_gateway(
     app_args = data["applications"][0].get("args", {}) if "applications" in data else data
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("RAY_worker_niceness", "0")  # Ray nices workers to 15; the engines must not starve
+    from app.serve_env import apply_serve_env
+
+    apply_serve_env()  # HAProxy front door + throughput-optimised Serve, unless the environment says otherwise
     from app.observability.metrics import prepare_multiprocess_dir
 
     # Every process Ray starts from here inherits the metrics dir: /metrics merges the replicas' samples.

