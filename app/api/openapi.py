@@ -125,7 +125,8 @@ def _document(op: dict[str, Any], component: str | None, streams: bool) -> None:
     op["responses"] = {
         "200": {"description": "The answer (SSE when the request has `stream: true`).", "content": ok},
         "429": _error_response("A rate limit or quota (Retry-After unless a retry cannot help)."),
-        "502": _error_response("An upstream answered badly.", retry_after=False),
+        "502": _error_response("json_schema_validation_failed: the answer failed the requested schema after one "
+                               "re-ask (not retryable, no Retry-After)."),
         "503": _error_response("No path can answer now.", retry_after=True),
         "default": _error_response("Any other error, in OpenAI's shape (400, 401, 403, 404, 413, ...)."),
     }
