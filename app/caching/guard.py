@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
+from app.observability import metrics
 from app.resilience.breaker import CircuitBreaker
 from app.resilience.settings import BreakerConfig
 
@@ -36,10 +37,13 @@ class CacheCallGuard:
         self.skipped = 0  # calls not made because the breaker was open
         self.failed = 0  # calls that failed or timed out
 
-    async def call(self, make: Callable[[], Awaitable[T]], default: T, timeout_s: float | None = None) -> T:
-        """``await make()`` within the timeout; ``default`` on failure, timeout or an open breaker."""
+    async def call(self, make: Callable[[], Awaitable[T]], default: T, timeout_s: float | None = None,
+                   name: str = "lookup") -> T:
+        """``await make()`` within the timeout; ``default`` on failure, timeout or an open breaker (counted in
+        ``llmgw_cache_guard_total{call=name}``)."""
         if not self.breaker.allow():
             self.skipped += 1
+            metrics.CACHE_GUARD.labels(name, "skipped").inc()
             return default
         try:
             result = await asyncio.wait_for(make(), self.timeout_s if timeout_s is None else timeout_s)
@@ -49,6 +53,7 @@ class CacheCallGuard:
         except Exception as exc:
             self.failed += 1
             self.breaker.record_failure()
+            metrics.CACHE_GUARD.labels(name, "timeout" if isinstance(exc, TimeoutError) else "error").inc()
             logger.warning("cache call failed (%s): a miss", type(exc).__name__)
             return default
         self.breaker.record_success()
@@ -69,11 +74,11 @@ class GuardedCache:
         return cls(client, guard, cfg.lookup_timeout_s, cfg.store_timeout_s)
 
     async def lookup(self, query: CacheQuery) -> CacheHit | None:
-        return await self.guard.call(lambda: self.client.lookup(query), None, self.lookup_timeout_s)
+        return await self.guard.call(lambda: self.client.lookup(query), None, self.lookup_timeout_s, "lookup")
 
     async def store(self, query: CacheQuery, response: CachedResponse) -> None:
-        await self.guard.call(lambda: self.client.store(query, response), None, self.store_timeout_s)
+        await self.guard.call(lambda: self.client.store(query, response), None, self.store_timeout_s, "store")
 
     async def stale_lookup(self, query: CacheQuery, min_similarity: float) -> CacheHit | None:
         return await self.guard.call(lambda: self.client.stale_lookup(query, min_similarity), None,
-                                     self.lookup_timeout_s)
+                                     self.lookup_timeout_s, "stale_lookup")

@@ -53,6 +53,8 @@ COMPLETION_TOKENS = Counter("llmgw_completion_tokens", "Output tokens.", ["route
 COST = Counter("llmgw_cost_usd", "Cost in USD (see app/observability/cost.py).", ["route", "model", "tenant"], **_R)
 CACHE = Counter("llmgw_cache_lookups", "Cache outcomes by layer (exact, semantic; none for miss/bypass).",
                 ["layer", "outcome"], **_R)
+CACHE_GUARD = Counter("llmgw_cache_guard", "Ingress calls to the cache that timed out, failed or were skipped "
+                      "(its breaker open): each a miss or a dropped store.", ["call", "outcome"], **_R)
 ROUTER = Counter("llmgw_router_decisions", "Router decisions: chosen pool and why.", ["route", "reason"], **_R)
 FALLBACK = Counter("llmgw_fallback_path", "Where answers came from: pool:<name>, provider:<name>, stale_cache, "
                    "unavailable; fallback=true when not the routed pool.", ["path", "fallback"], **_R)

@@ -87,8 +87,13 @@ def _pipeline(cache, pools=None):
 
 
 async def test_a_hanging_cache_costs_three_short_timeouts_then_nothing() -> None:
+    from app.observability import metrics
     from tests.unit.test_pipeline import chat, ctx_for, drain
 
+    def guard_count(call: str, outcome: str) -> float:
+        return metrics.CACHE_GUARD.labels(call, outcome)._value.get()
+
+    before = {k: guard_count(*k) for k in (("lookup", "timeout"), ("lookup", "skipped"), ("store", "timeout"))}
     cache = SlowCache()
     pipe, pools, counting = _pipeline(cache)
     await drain(pipe, ctx_for(chat("warm up", cache=False)))  # tokenizer, guardrails: loaded once, no cache call
@@ -103,6 +108,8 @@ async def test_a_hanging_cache_costs_three_short_timeouts_then_nothing() -> None
     assert len(cache.calls) == 3 and len(pools.calls) == 6  # 3 failed calls (lookups, a store), then none at all
     assert all(w < 1.0 for w in waits) and max(waits[3:]) < 0.05, waits  # never the old 2 s, then no wait at all
     assert counting.seen == [(200, None, False)] * 6
+    seen = {k: guard_count(*k) - v for k, v in before.items()}
+    assert seen[("lookup", "timeout")] + seen[("store", "timeout")] == 3 and seen[("lookup", "skipped")] >= 2
 
 
 async def test_a_failing_cache_is_a_miss_and_a_stale_lookup_that_hangs_is_bounded() -> None:
