@@ -1,0 +1,33 @@
+"""The Serve switches the gateway runs with: set when absent, an explicit value wins, every node gets them."""
+
+from __future__ import annotations
+
+from app.serve_env import SERVE_ENV, apply_serve_env
+
+
+def test_defaults_fill_only_what_is_unset():
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    got = apply_serve_env(env)
+    assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_rendered_cluster_files_carry_the_switches():
+    from tests.conftest import ROOT
+
+    rayservice = (ROOT / "cluster/kuberay/rayservice.yaml").read_text()
+    launcher = (ROOT / "cluster/launcher/cluster.yaml").read_text()
+    for name, value in SERVE_ENV.items():
+        assert f"name: {name}" in rayservice and f"-e {name}={value}" in launcher
+
+
+def test_every_kuberay_container_env_has_them():
+    from app.deploy.kuberay import rayservice
+    from app.deploy.profiles import load_profiles
+
+    doc = rayservice(load_profiles()["gpu"])
+    spec = doc["spec"]["rayClusterConfig"]
+    pods = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for pod in pods:
+        env = {e["name"]: e.get("value") for e in pod["template"]["spec"]["containers"][0]["env"]}
+        assert all(env.get(k) == v for k, v in SERVE_ENV.items())
