@@ -94,14 +94,15 @@ class BatchWorkers:
             for name, handle in self.pools.items():
                 try:
                     stats = await asyncio.wait_for(handle.stats.remote(), 2.0)
-                    await self.gates[name].observe(int(stats.get("running", 0)))
+                    await self.gates[name].observe(int(stats.get("running", 0)), preempt=self.cfg.batch.preempt)
                 except Exception:
                     await self.gates[name].observe(10**6)  # pool unreachable: no batch work for it
             await asyncio.sleep(self.cfg.batch.stats_interval_s)
 
     async def status(self) -> dict[str, Any]:
         return {"consumer": self.consumer, "held": len(self.worker.held),
-                "gates": {n: {"limit": g.limit, "in_flight": g.in_flight, "cap": g.cap} for n, g in self.gates.items()}}
+                "gates": {n: {"limit": g.limit, "in_flight": g.in_flight, "cap": g.cap, "preempted": g.preempted}
+                          for n, g in self.gates.items()}}
 
     async def check_health(self) -> None:
         for task in self._tasks:

@@ -11,6 +11,11 @@ pool (``in_engine``, counted by :class:`GatedPools` around each pool call), so b
 the pipeline's early stages are not mistaken for idle capacity. The deployment feeds
 :meth:`PoolGate.observe` from each pool's ``stats()``.
 
+With ``preempt`` (``batch.preempt``), a poll that finds real-time work on a pool where batch holds more
+than the new limit preempts the newest batch lines over it: the worker cancels their pool calls (the
+engine aborts them) and re-queues them without counting an attempt, so real-time requests do not share
+the engine with a full batch share that was admitted while the pool was quiet.
+
 A line whose pool is not known before routing (``model: auto``) takes a slot on every pool it may be
 routed to; once the pipeline calls a pool, :class:`GatedPools` keeps that slot and releases the others.
 """
@@ -45,10 +50,13 @@ class PoolGate:
         self._urgent = 0  # urgent waiters
         self._changed = asyncio.Condition()
         self._solo: CapacityGate | None = None
+        self.realtime = 0  # real-time requests on the pool at the last poll
+        self.leases: list[Lease] = []  # in admission order (the newest are preempted first)
+        self.preempted = 0
 
     def target(self, engine_unfinished: int) -> int:
         """The limit the pool's load allows now; also updates the AIMD limit."""
-        realtime = max(engine_unfinished - self.in_engine, 0)
+        realtime = self.realtime = max(engine_unfinished - self.in_engine, 0)
         waiting = max(engine_unfinished - self.max_num_seqs, 0)
         now = self.clock()
         if realtime:
@@ -63,8 +71,28 @@ class PoolGate:
             self.limit = ceiling if self.limit >= ceiling else self.limit + 1
         return self.limit
 
-    async def observe(self, engine_unfinished: int) -> None:
+    def preempt_excess(self) -> int:
+        """Real-time work arrived while batch holds more than the limit: preempt the newest preemptible
+        lines over it (their pool calls are cancelled and the lines re-queued). Returns how many."""
+        leaving = sum(1 for lease in self.leases if lease.preempted)  # preempted, still unwinding
+        excess = self.in_flight - leaving - self.limit
+        if excess <= 0 or not self.realtime:
+            return 0
+        done = 0
+        for lease in reversed(self.leases):
+            if done >= excess:
+                break
+            if lease.preempt is not None and not lease.preempted:
+                lease.preempted = True
+                lease.preempt()
+                done += 1
+        self.preempted += done
+        return done
+
+    async def observe(self, engine_unfinished: int, preempt: bool = False) -> None:
         self.target(engine_unfinished)
+        if preempt:
+            self.preempt_excess()
         metrics.BATCH_LIMIT.labels(self.pool).set(self.limit)
         async with self._changed:
             self._changed.notify_all()
@@ -86,6 +114,10 @@ class Lease:
 
     def __init__(self, gate: CapacityGate, held: list[PoolGate]) -> None:
         self.gate, self.held = gate, held
+        self.preempt: Callable[[], None] | None = None  # set by the worker for preemptible (batch) lines
+        self.preempted = False
+        for g in held:
+            g.leases.append(self)
 
     def use(self, pool: str) -> None:
         """The line runs on ``pool``: release the slots it holds on the others (a no-op for one pool)."""
@@ -94,13 +126,18 @@ class Lease:
         keep = [g for g in self.held if g.pool == pool]
         for g in self.held:
             if g.pool != pool:
-                self.gate.release(g)
+                self._drop(g)
         self.held = keep
 
     def release_all(self) -> None:
         for g in self.held:
-            self.gate.release(g)
+            self._drop(g)
         self.held = []
+
+    def _drop(self, g: PoolGate) -> None:
+        with contextlib.suppress(ValueError):
+            g.leases.remove(self)
+        self.gate.release(g)
 
 
 CURRENT: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("llmgw_batch_lease", default=None)

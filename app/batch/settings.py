@@ -26,6 +26,7 @@ class BatchConfig(BaseModel):
     pool_share: float = Field(0.25, gt=0.0, le=1.0)  # of each pool's max_ongoing_requests
     busy_share: float = Field(0.25, ge=0.0, le=1.0)  # of that, while real-time requests are in flight
     idle_window_s: float = Field(1.0, ge=0.0)  # a pool quiet (no real-time) this long: batch may take its full cap
+    preempt: bool = True  # real-time work on a pool preempts (cancels, re-queues) batch lines over the limit
     backoff_queue_depth: int = 0  # engine requests waiting beyond max_num_seqs before batch backs off
     stats_interval_s: float = 0.25  # how often the gate polls the pools' stats()
     claim_idle_ms: int = 30_000  # a pending entry idle this long belongs to a dead worker: reclaim it

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 # (body, endpoint, tenant, key_id) -> (status_code, body) or (status_code, body, cost_usd)
 Execute = Callable[[Any, str, str, "str | None"], Awaitable[tuple]]
 RETRYABLE = frozenset({502, 503, 504})
+PREEMPTED = -1  # _run's status of a line the capacity gate preempted for real-time work (re-run, not an attempt)
 
 # Finish an async job once. KEYS: job; ARGV: status, status_code, body, completed_at, cost -> 1 written, 0 done
 WRITE_JOB = """
@@ -233,6 +234,12 @@ class BatchWorker:
                 await self.redis.hdel(k.running(bid), line)
                 await self.queue.ack(entry)
                 return
+            if status == PREEMPTED:  # real-time work took the pool: run it again later, not an attempt
+                await self.redis.hdel(k.running(bid), line)
+                await self.redis.hincrby(k.attempts(bid), line, -1)
+                metrics.BATCH_ITEMS.labels("batch", "preempted").inc()
+                attempt -= 1
+                continue
             if status in RETRYABLE and attempt < self.cfg.max_attempts:
                 await self.redis.hdel(k.running(bid), line)
                 await asyncio.sleep(self.cfg.retry_base_s * 2 ** (attempt - 1))
@@ -248,17 +255,21 @@ class BatchWorker:
         if self.rate.rpm or self.rate.tpm:
             await self.rate.acquire(tenant, sum(worst_case_tokens(body, endpoint, 256)))
         slot = self.gate.slot(pool, urgent=key is None) if self.gate is not None else _null()  # async jobs first
-        async with slot:
+        async with slot as lease:
             if key is not None and await self.redis.hexists(self.keys.batch(key[0]), "stop"):
                 return None, None, 0.0  # cancelled or expired while it waited for capacity: never started
             task = asyncio.create_task(self._call(body, endpoint, tenant, key_id, models))
             if key is not None:
                 self.executing[key] = task
+                if lease is not None:  # batch lines (not async requests) may be preempted by real-time work
+                    lease.preempt = task.cancel
             try:
                 return await task
             except asyncio.CancelledError:
                 if self.stopping or not task.cancelled():
                     raise
+                if lease is not None and lease.preempted:
+                    return PREEMPTED, None, 0.0
                 return None, None, 0.0
             finally:
                 if key is not None:
