@@ -22,7 +22,7 @@ another (one module each under ``loadtests/faults/phases/``):
 Per phase: requests sent, answered (a complete 200, or an error status with an OpenAI-shaped JSON
 error, or an SSE error event), errors by status/code, requests lost (no answer at all, or a 200 stream
 cut without an error event; target 0), degraded answers by path, time to recover (fault start ->
-the last failed or non-pool answer of the phase), and the breaker transitions /readyz showed.
+the last failed or non-pool answer of the phase), and the breaker transitions the gauge showed.
 ``--soak`` runs the same load without faults and reports the RSS of every gateway process (Ray
 workers, Serve proxy/controller/replicas, vLLM engine cores) at the start and the end, and the error
 count per 5-minute window. Prints one JSON document and a markdown table.

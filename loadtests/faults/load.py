@@ -114,8 +114,22 @@ def summarize(outcomes: list[Outcome], start: float, end: float, fault_at: float
     }
 
 
+GAUGE_STATES = {0: "closed", 1: "half_open", 2: "open"}
+
+
+def breaker_gauge(metrics_text: str) -> dict[str, str]:
+    """``llmgw_breaker_state{target=...}`` of a /metrics page as {target: state} (the worst replica's)."""
+    out = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("llmgw_breaker_state{") and 'target="' in line:
+            target = line.split('target="', 1)[1].split('"', 1)[0]
+            out[target] = GAUGE_STATES.get(int(float(line.rsplit(" ", 1)[1])), "unknown")
+    return out
+
+
 class Breakers:
-    """Polls /readyz; remembers every breaker state change with its time."""
+    """Polls the breaker gauge on /metrics (every pool and provider breaker, issue 14 #7; /readyz waits up to 5 s
+    on each pool's health check, the poller's own timeout, while a pool is down); remembers each change."""
 
     def __init__(self, url: str, load: Load) -> None:
         self.url, self.load = url, load
@@ -126,8 +140,8 @@ class Breakers:
         async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
             while not stop.is_set():
                 try:
-                    breakers = (await client.get("/readyz")).json().get("breakers", {})
-                except (httpx.HTTPError, ValueError):
+                    breakers = breaker_gauge((await client.get("/metrics")).text)
+                except httpx.HTTPError:
                     breakers = {}
                 for name, state in breakers.items():
                     if self.states.get(name, "closed") != state:

@@ -23,3 +23,11 @@ def test_summary_counts_and_recovery() -> None:
     assert (r["sent"], r["answered"], r["lost"], r["ok_normal"]) == (6, 5, 1, 3)
     assert r["errors_by_code"] == {"503:service_unavailable": 1, "None:ReadTimeout": 1}
     assert r["recover_s"] == 5.0  # the last failed or degraded answer ended at 10 s (7 + 3), the fault was at 5
+
+
+def test_breaker_states_are_read_from_the_gauge() -> None:
+    from loadtests.faults.load import breaker_gauge
+
+    text = ('# HELP llmgw_breaker_state x\nllmgw_breaker_state{target="pool:small"} 2.0\n'
+            'llmgw_breaker_state{target="provider:fake-openai"} 1.0\nllmgw_requests_total{a="b"} 3.0\n')
+    assert breaker_gauge(text) == {"pool:small": "open", "provider:fake-openai": "half_open"}
