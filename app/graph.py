@@ -8,6 +8,7 @@ from ray import serve
 from ray.serve import Application
 
 from app.config import GatewayConfig, PoolConfig, load_config
+from app.deploy.bind_args import ingress_args
 
 
 def pool_deployment_name(pool: str) -> str:
@@ -63,7 +64,7 @@ def build_graph(cfg: GatewayConfig) -> Application:
         num_replicas=cfg.ingress.num_replicas,
         ray_actor_options=cfg.ingress.ray_actor_options,
         max_ongoing_requests=cfg.ingress.max_ongoing_requests,
-    ).bind(cfg.model_dump(), pools, router, cache, fallback, canary, batch)
+    ).bind(ingress_args(cfg), pools, router, cache, fallback, canary, batch)  # no pool engine tuning
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
