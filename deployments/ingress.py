@@ -32,7 +32,8 @@ from app.pipeline.build import build_pipeline, default_services
 from app.policy.auth import guard_metrics, readyz_view, require_admin
 from app.policy.batch_ledger import PolicyBatchLedger
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
-from deployments.ingress_backends import CacheHandle, PoolHandles, ProviderHandle, RouterHandle, in_process_router
+from deployments.ingress_backends import CacheHandle, ProviderHandle, RouterHandle, in_process_router
+from deployments.pool_dispatch import DispatchBoundedPools
 
 api = FastAPI(title="llm-gateway", docs_url=None, redoc_url=None)
 install_error_handlers(api)
@@ -67,7 +68,8 @@ class Ingress:
         self.policy = self.services.policy
         self.pipeline = build_pipeline(
             self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
-            pools=PoolHandles(pools, relay=self.config.ingress.stream_relay),
+            pools=DispatchBoundedPools(pools, relay=self.config.ingress.stream_relay,
+                                       dispatch_timeout_s=self.config.fallback.pool_dispatch_timeout_s),
             providers=ProviderHandle(fallback) if fallback is not None else None,
             breakers=self.breakers, request_log=request_log, services=self.services,
         )

@@ -44,5 +44,8 @@ class FallbackConfig(_Strict):
     stale_min_similarity: float = 0.6
     # Streams: a pool with no live replica queues requests; after this long without a first token, fall back.
     pool_first_chunk_timeout_s: float = 60.0
+    # Unary pool calls: no replica has taken the call after this long (none running, or all full) -> fall
+    # back (deployments/pool_dispatch.py); None: wait up to ingress.request_timeout_s.
+    pool_dispatch_timeout_s: float | None = Field(10.0, gt=0)
     unavailable_retry_after_s: int = 10
     ray_actor_options: dict = Field(default_factory=lambda: {"num_cpus": 0.25})

@@ -1,0 +1,57 @@
+"""Unary pool calls that cannot start in time fail over instead of waiting ``request_timeout_s``.
+
+Serve queues a handle call while the deployment has no replica with room (none running: a rolling
+update, a restart, a lost node; or all at ``max_ongoing_requests``). A stream gives up after
+``fallback.pool_first_chunk_timeout_s`` without a first token; a unary call has no first token, so
+it is bounded by its *dispatch*: if no replica has taken the request within
+``fallback.pool_dispatch_timeout_s``, the queued call is cancelled and the step fails (not retried on
+the same pool) so the chain moves on (other pool, providers, stale cache). Once a replica has it,
+the call may run as long as ``ingress.request_timeout_s`` allows: long generations are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from app.errors import upstream_error
+from app.generation import GenerationChunk, GenerationRequest
+from app.observability.tracing import inject_context
+from deployments.ingress_backends import PoolHandles
+
+
+async def await_assignment(response: Any, timeout_s: float | None) -> None:
+    """Wait until Serve has assigned ``response`` to a replica; cancel it and raise after ``timeout_s``.
+
+    Uses the response's replica-result future (Ray Serve 2.60 ``DeploymentResponse``); a response
+    without one is not bounded (the call then waits as before).
+    """
+    future = getattr(response, "_replica_result_future", None)
+    if timeout_s is None or future is None or future.done():
+        return
+    waitable = asyncio.wrap_future(future) if isinstance(future, concurrent.futures.Future) else future
+    done, _ = await asyncio.wait({waitable}, timeout=timeout_s)  # never cancels what it waits on
+    if not done:
+        response.cancel()  # drops the call from the handle's queue
+        raise upstream_error(f"no replica took the request within {timeout_s:g} s", retryable=False,
+                             code="pool_unavailable")
+
+
+class DispatchBoundedPools(PoolHandles):
+    """The ingress's pools: unary calls bounded by their dispatch (streams as ``PoolHandles``)."""
+
+    def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True,
+                 dispatch_timeout_s: float | None = None) -> None:
+        super().__init__(handles, relay=relay)
+        self.dispatch_timeout_s = dispatch_timeout_s
+
+    async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
+        response = self.handles[pool].generate.remote(req, inject_context())
+        await await_assignment(response, self.dispatch_timeout_s)
+        return await response
+
+
+__all__ = ["DispatchBoundedPools", "await_assignment"]
