@@ -24,6 +24,7 @@ from app.batch.service import redis_url_of
 from app.batch.store import BatchStore, connect
 from app.batch.worker import BatchWorker
 from app.config import GatewayConfig
+from app.observability import metrics
 from app.observability.request_log import RequestLogger
 from app.observability.tracing import setup_tracing
 from app.pipeline.build import build_pipeline
@@ -113,6 +114,7 @@ class BatchWorkers:
         for task in getattr(self, "_tasks", []):
             with contextlib.suppress(Exception):
                 task.cancel()
+        metrics.mark_process_dead()  # graceful replica shutdown: its lane gauges leave /metrics
 
 
 def _batch_app(cfg: GatewayConfig, pools: dict[str, Application], router: Application,

@@ -45,6 +45,9 @@ class FallbackDeployment:
     async def breaker_states(self) -> dict[str, str]:
         return self.breakers.states()
 
+    def __del__(self) -> None:
+        metrics.mark_process_dead()  # graceful replica shutdown: its breaker gauges leave /metrics
+
     async def check_health(self) -> None:
         """Serve's periodic health check; reading the states also moves a cooled-down breaker to half-open
         (and so the gauge) when no call has come since."""

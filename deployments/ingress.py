@@ -77,6 +77,9 @@ class Ingress:
         # None: no redis.url -> batch routes 404; batches reserve on the policy ledger the workers settle on
         self.batch_service = BatchService.from_config(self.config, ledger=PolicyBatchLedger(self.policy))
 
+    def __del__(self) -> None:
+        metrics.mark_process_dead()  # graceful replica shutdown: its live gauges leave /metrics
+
     # ---- endpoints -------------------------------------------------------------------------
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from app.config import PoolConfig
 from app.generation import GenerationChunk, GenerationRequest
+from app.observability import metrics
 
 
 class EchoEngine:
@@ -31,4 +32,4 @@ class EchoEngine:
         return {**self.counters, "running": 0}
 
     def shutdown(self) -> None:
-        return None
+        metrics.mark_process_dead()  # the pool replica is going away: its live gauges leave /metrics

@@ -24,6 +24,7 @@ from app.engines.logprobs import openai_logprobs
 from app.engines.tool_output import ToolOutput, make_parser
 from app.errors import ContextLengthError, InvalidRequestError, UpstreamError
 from app.generation import GenerationChunk, GenerationRequest
+from app.observability import metrics
 from app.structured.decode_schema import decoding_schema
 from app.structured.tool_schema import guided_schema, tool_mode
 from app.structured.validate import schema_of
@@ -201,7 +202,9 @@ class VLLMEngine:
         return {**self.counters, "running": self.engine.get_num_unfinished_requests()}
 
     def shutdown(self) -> None:
+        """The pool replica is going away (its ``__del__``): stop vLLM, drop its live gauges from /metrics."""
         self.engine.shutdown()
+        metrics.mark_process_dead()
 
 
 def _whitespace_run(run: int, text: str) -> int:
