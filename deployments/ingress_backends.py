@@ -10,7 +10,7 @@ from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
 from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
-from app.observability.tracing import inject_context
+from app.observability.tracing import inject_context, set_attributes, start_span
 from app.route_decision import RouteDecision
 from app.routing.analyzer import RouteAnalyzer
 from app.stream_relay import RelayConnections, RelayStream
@@ -32,8 +32,25 @@ class RouterHandle:
         return np.asarray(self.handle.embed_batch.remote(list(texts)).result(), dtype=np.float32)
 
 
-def in_process_router(config: GatewayConfig) -> RouteAnalyzer | None:
-    """``router.placement: ingress``: this replica embeds and classifies itself (one torch thread)."""
+class InProcessRouter:
+    """``router.placement: ingress``: the Router deployment's work in this replica, same span and verdicts."""
+
+    def __init__(self, analyzer: RouteAnalyzer) -> None:
+        self.analyzer = analyzer
+        self.embed_sync = analyzer.embed_sync
+        self.embed_batch = analyzer.embed_batch
+
+    async def analyze(self, text: str, classify: bool, *, large_share: float | None = None,
+                      turns: int = 1) -> RouteDecision:
+        with start_span("router.analyze") as span:
+            decision = await self.analyzer.analyze(text, classify, large_share=large_share, turns=turns)
+            set_attributes(span, route=decision.pool, **{"llmgw.route.reason": decision.reason,
+                                                         "llmgw.route.score": decision.score})
+            return decision
+
+
+def in_process_router(config: GatewayConfig) -> InProcessRouter | None:
+    """The in-process router for ``router.placement: ingress`` (one torch thread), else None."""
     if config.router.placement != "ingress":
         return None
     import torch
@@ -41,7 +58,7 @@ def in_process_router(config: GatewayConfig) -> RouteAnalyzer | None:
     from app.embedding import embed_threads
 
     torch.set_num_threads(embed_threads())
-    return RouteAnalyzer.load(config.router)
+    return InProcessRouter(RouteAnalyzer.load(config.router))
 
 
 class CacheHandle:
