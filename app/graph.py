@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 
 from app.config import GatewayConfig, PoolConfig, load_config
-from app.deploy.bind_args import ingress_args
+from app.deploy.bind_args import POOL_APPS_KEY, ingress_args
+from app.observability.settings import TracingConfig
 
 
 def pool_deployment_name(pool: str) -> str:
@@ -28,7 +31,9 @@ def _pool_app(pool: PoolConfig, tracing: dict | None = None) -> Application:
     ).bind(pool.model_dump(), tracing)
 
 
-def build_graph(cfg: GatewayConfig) -> Application:
+def build_graph(cfg: GatewayConfig, pool_apps: dict[str, str] | None = None) -> Application:
+    """The gateway application; ``pool_apps`` ({pool: Serve app name}): the pools run as their own
+    applications (``build_pool_app``, app/deploy/pool_apps.py) and are reached by handle."""
     from deployments.cache import CacheDeployment
     from deployments.canary import CanaryRunner
     from deployments.fallback import FallbackDeployment
@@ -36,7 +41,9 @@ def build_graph(cfg: GatewayConfig) -> Application:
     from deployments.router import Router
 
     tracing = cfg.observability.tracing.model_dump()
-    pools = {pool.name: _pool_app(pool, tracing) for pool in cfg.pools}
+    pools: dict[str, Any] = (
+        {p.name: DeploymentHandle(pool_deployment_name(p.name), pool_apps[p.name]) for p in cfg.pools}
+        if pool_apps else {pool.name: _pool_app(pool, tracing) for pool in cfg.pools})
     router = Router.options(
         num_replicas=cfg.router.num_replicas,
         ray_actor_options=cfg.router.ray_actor_options,
@@ -68,8 +75,25 @@ def build_graph(cfg: GatewayConfig) -> Application:
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
-    """Serve entry point: ``import_path: app.graph:build_app``; ``args`` is a GatewayConfig or ``{config: path}``."""
-    return build_graph(load_config(args))
+    """Serve entry point: ``import_path: app.graph:build_app``; ``args`` is a GatewayConfig or ``{config: path}``
+    (with ``pool_applications``: the pools are other applications, see ``build_pool_app``)."""
+    args = dict(args or {})
+    pool_apps = args.pop(POOL_APPS_KEY, None)
+    return build_graph(load_config(args), pool_apps=pool_apps)
 
 
-__all__ = ["build_app", "build_graph", "pool_deployment_name", "serve"]
+def build_pool_app(args: dict[str, Any]) -> Application:
+    """Serve entry point of one pool as its own application: ``args`` = ``{pool: PoolConfig, tracing: ...}``.
+
+    Its code version hashes only this pool's config, so ``serve deploy`` with a changed engine argument of
+    this pool restarts this pool alone (docs/deploy.md section 9).
+    """
+    pool = PoolConfig.model_validate(args["pool"])
+    model = Path(pool.engine.model)  # relative model paths: against the working directory, as load_config
+    if not model.is_absolute() and model.exists():
+        pool.engine.model = str(model.resolve())
+        pool.engine.served_model_name = pool.engine.served_model_name or model.name
+    return _pool_app(pool, TracingConfig.model_validate(args.get("tracing") or {}).model_dump())
+
+
+__all__ = ["build_app", "build_graph", "build_pool_app", "pool_deployment_name", "serve"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from app.deploy.bind_args import split_pool_apps
 from app.deploy.profiles import load_profile
 from app.deploy.render import serve_config
 from loadtests.local_cluster import LocalCluster, ask, free_port
@@ -55,9 +56,22 @@ def _load(url: str, stop: threading.Event, out: list[Outcome], worker: int) -> N
         i += 1
 
 
-def _replica_names(cluster: LocalCluster, deployment: str) -> set[str]:
+def _replica_names(cluster: LocalCluster, deployment: str, app: str = "llm-gateway") -> set[str]:
     actors = cluster.state("actors", "state=ALIVE")
-    return {a["name"] for a in actors if (a.get("name") or "").startswith(f"SERVE_REPLICA::llm-gateway#{deployment}#")}
+    return {a["name"] for a in actors if (a.get("name") or "").startswith(f"SERVE_REPLICA::{app}#{deployment}#")}
+
+
+def _apps(config: dict[str, Any]) -> dict[str, str]:
+    """Deployment -> its Serve application (the pools' own apps when split)."""
+    names = {app["name"] for app in config["applications"]}
+    return {d: (f"llm-gateway-{d}" if f"llm-gateway-{d}" in names else "llm-gateway")
+            for d in ("pool-small", "pool-large", "Router", "Ingress")}
+
+
+def _wait_all(cluster: LocalCluster, config: dict[str, Any], timeout: float = 480) -> None:
+    deadline = time.time() + timeout
+    for app in config["applications"]:
+        cluster.wait_healthy(app["name"], timeout=max(10.0, deadline - time.time()))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -73,7 +87,7 @@ def _set(args: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num_cpus: int = 4,
-        overrides: dict[str, Any] | None = None, small_replicas: int = 1) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, small_replicas: int = 1, pool_apps: bool = False) -> dict[str, Any]:
     from app.cli import ensure_tiny_models
 
     ensure_tiny_models()
@@ -88,16 +102,19 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
     changed = copy.deepcopy(base)
     small = next(p for p in changed["applications"][0]["args"]["pools"] if p["name"] == "small")
     small["engine"]["max_num_seqs"] = small["engine"].get("max_num_seqs", 64) // 2  # the engine must restart
+    if pool_apps:  # each pool its own Serve application: only the changed pool's app is re-versioned
+        base, changed = split_pool_apps(base), split_pool_apps(changed)
+    apps = _apps(base)
     cluster = LocalCluster()
     outcomes: list[Outcome] = []
     try:
         cluster.start_head(num_cpus=num_cpus)
         cluster.deploy(base)
-        cluster.wait_healthy(timeout=480)
+        _wait_all(cluster, base)
         probe = _one(url, -1)
         if not probe.ok:  # measure an update only on a gateway that answers
             raise RuntimeError(f"the gateway does not answer before the update: {probe}")
-        before = {d: _replica_names(cluster, d) for d in ("pool-small", "pool-large", "Router", "Ingress")}
+        before = {d: _replica_names(cluster, d, app) for d, app in apps.items()}
         stop = threading.Event()
         workers = [threading.Thread(target=_load, args=(url, stop, outcomes, w), daemon=True)
                    for w in range(concurrency)]
@@ -107,13 +124,13 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
         t_deploy = time.time()
         cluster.deploy(changed)
         time.sleep(5)
-        cluster.wait_healthy(timeout=480)
+        _wait_all(cluster, changed)
         t_healthy = time.time()
         time.sleep(max(0.0, duration_s - (t_healthy - t_deploy) - warmup_s))
         stop.set()
         for w in workers:
             w.join(150)
-        after = {d: _replica_names(cluster, d) for d in before}
+        after = {d: _replica_names(cluster, d, apps[d]) for d in before}
     finally:
         with contextlib.suppress(Exception):  # graceful: replicas stop their engines
             cluster.serve("shutdown", "-y")
@@ -138,6 +155,7 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
         "restarted": {d: before[d] != after[d] for d in before},
         "leftover_processes": leftovers,
         "concurrency": concurrency,
+        "pool_apps": pool_apps,
     }
 
 
@@ -149,11 +167,13 @@ def main() -> None:
     parser.add_argument("--small-replicas", type=int, default=1, help="replicas of the small pool")
     parser.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=YAML",
                         help="override a gateway arg of the cpu profile (repeatable)")
+    parser.add_argument("--pool-apps", action="store_true",
+                        help="each pool as its own Serve application (app/deploy/bind_args.split_pool_apps)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     result = run(args.duration, args.concurrency, num_cpus=args.num_cpus, overrides=overrides,
-                 small_replicas=args.small_replicas)
+                 small_replicas=args.small_replicas, pool_apps=args.pool_apps)
     result["overrides"] = overrides
     text = json.dumps(result, indent=2)
     print(text)

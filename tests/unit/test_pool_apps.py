@@ -1,0 +1,83 @@
+"""Pools as their own Serve applications (app/deploy/bind_args.split_pool_apps, app.graph:build_pool_app):
+Serve (2.60) versions every deployment of an application by one hash of the application's import path,
+runtime env and args, so only a split config lets a pool's engine change restart that pool alone.
+Checked with Ray's own ``get_app_code_version``."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ray.serve._private.deploy_utils import get_app_code_version
+from ray.serve.handle import DeploymentHandle
+from ray.serve.schema import ServeDeploySchema
+
+from app.deploy.bind_args import POOL_APPS_KEY, split_pool_apps
+from app.deploy.profiles import load_profile
+from app.deploy.render import serve_config
+from app.graph import build_app, build_pool_app
+
+
+def _base(batch: bool = False) -> dict:
+    cfg = copy.deepcopy(serve_config(load_profile("cpu")))
+    cfg["applications"][0]["args"].setdefault("batch", {})["enabled"] = batch
+    return cfg
+
+
+def _versions(serve_cfg: dict) -> dict[str, str]:
+    schema = ServeDeploySchema.model_validate(serve_cfg)
+    return {app.name: get_app_code_version(app) for app in schema.applications}
+
+
+def _change(serve_cfg: dict, fn) -> dict:
+    out = copy.deepcopy(serve_cfg)
+    fn(next(p for p in out["applications"][0]["args"]["pools"] if p["name"] == "small"))
+    return out
+
+
+CHANGES = {
+    "max_num_seqs": lambda p: p["engine"].update(max_num_seqs=p["engine"]["max_num_seqs"] // 2),
+    "dtype": lambda p: p["engine"].update(dtype="float32"),
+    "extra_args": lambda p: p["engine"].update(extra_args={"enable_prefix_caching": False}),
+    "env": lambda p: p.update(env={**p.get("env", {}), "VLLM_CPU_KVCACHE_SPACE": "2"}),
+    "autoscaling": lambda p: p["autoscaling_config"].update(max_replicas=2),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_one_app_restarts_everything_split_restarts_only_the_pool(change: str) -> None:
+    base = _base()
+    changed = _change(base, CHANGES[change])
+    whole_before, whole_after = _versions(base), _versions(changed)
+    assert whole_before["llm-gateway"] != whole_after["llm-gateway"]  # one app: every deployment's version moves
+    before, after = _versions(split_pool_apps(base)), _versions(split_pool_apps(changed))
+    assert set(before) == {"llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"}
+    assert {name for name in before if before[name] != after[name]} == {"llm-gateway-pool-small"}
+
+
+def test_with_the_batch_lane_its_gate_sizes_stay_in_the_gateway() -> None:
+    base = _base(batch=True)
+    split = split_pool_apps(base)
+    small = next(p for p in split["applications"][0]["args"]["pools"] if p["name"] == "small")
+    assert small["engine"]["max_num_seqs"] == 64 and small["max_ongoing_requests"] == 64
+    before, after = _versions(split), _versions(split_pool_apps(_change(base, CHANGES["max_num_seqs"])))
+    assert {n for n in before if before[n] != after[n]} == {"llm-gateway", "llm-gateway-pool-small"}
+    before, after = _versions(split), _versions(split_pool_apps(_change(base, CHANGES["dtype"])))
+    assert {n for n in before if before[n] != after[n]} == {"llm-gateway-pool-small"}
+
+
+def test_split_apps_build_and_reach_each_other() -> None:
+    split = split_pool_apps(_base())
+    gateway, *pools = split["applications"]
+    assert gateway["route_prefix"] == "/" and all(a["route_prefix"] is None for a in pools)
+    assert gateway["args"][POOL_APPS_KEY] == {"small": "llm-gateway-pool-small", "large": "llm-gateway-pool-large"}
+    assert "autoscaling_config" not in gateway["args"]["pools"][0]
+    ingress = build_app(gateway["args"])._bound_deployment
+    handles = ingress.init_args[1]
+    assert all(isinstance(h, DeploymentHandle) for h in handles.values())
+    assert {(h.deployment_name, h.app_name) for h in handles.values()} == {
+        ("pool-small", "llm-gateway-pool-small"), ("pool-large", "llm-gateway-pool-large")}
+    pool = build_pool_app(pools[0]["args"])._bound_deployment
+    assert pool.name == "pool-small"
+    assert pool.init_args[0]["engine"]["max_num_seqs"] == 64
+    assert pool._deployment_config.autoscaling_config.max_replicas == 1
