@@ -81,3 +81,17 @@ def test_split_apps_build_and_reach_each_other() -> None:
     assert pool.name == "pool-small"
     assert pool.init_args[0]["engine"]["max_num_seqs"] == 64
     assert pool._deployment_config.autoscaling_config.max_replicas == 1
+
+
+def test_render_cli_pool_apps() -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from app.deploy.cli import config_app
+
+    out = CliRunner().invoke(config_app, ["render", "--target", "serve", "--profile", "cpu", "--pool-apps"])
+    assert out.exit_code == 0, out.output
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(out.output))
+    assert [a.name for a in schema.applications] == ["llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"]
+    refused = CliRunner().invoke(config_app, ["render", "--target", "kuberay", "--pool-apps"])
+    assert refused.exit_code != 0
