@@ -89,9 +89,9 @@ def test_render_cli_pool_apps() -> None:
 
     from app.deploy.cli import config_app
 
-    out = CliRunner().invoke(config_app, ["render", "--target", "serve", "--profile", "cpu", "--pool-apps"])
+    out = CliRunner().invoke(config_app, ["--target", "serve", "--profile", "cpu", "--pool-apps"])
     assert out.exit_code == 0, out.output
     schema = ServeDeploySchema.model_validate(yaml.safe_load(out.output))
     assert [a.name for a in schema.applications] == ["llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"]
-    refused = CliRunner().invoke(config_app, ["render", "--target", "kuberay", "--pool-apps"])
+    refused = CliRunner().invoke(config_app, ["--target", "kuberay", "--pool-apps"])
     assert refused.exit_code != 0
