@@ -2,9 +2,10 @@
 
 Per pool, batch work may hold at most ``pool_share × max_ongoing_requests`` requests. The full cap is
 open only once the pool has served no real-time request for ``idle_window_s`` (a sustained quiet
-window, not a gap between two requests); while real-time requests are in flight, or the window has not
-passed yet, batch work may hold only ``busy_share`` of it; the limit also halves whenever the engine
-queues requests beyond its running batch (AIMD: +1 per quiet poll, ÷2 when the queue grows).
+window, not a gap between two requests), reached by doubling per poll; while real-time requests are in
+flight, or the window has not passed yet, batch work may hold only ``busy_share`` of it; the limit also
+halves whenever the engine queues requests beyond its running batch and then grows back by one per
+quiet poll (AIMD).
 
 Real-time load is the engine's unfinished requests minus the batch requests this gate knows are on the
 pool (``in_engine``, counted by :class:`GatedPools` around each pool call), so batch lines still in
@@ -51,6 +52,7 @@ class PoolGate:
         self._changed = asyncio.Condition()
         self._solo: CapacityGate | None = None
         self.realtime = 0  # real-time requests on the pool at the last poll
+        self._recovering = False  # the limit was halved by an engine queue and grows back additively
         self.leases: list[Lease] = []  # in admission order (the newest are preempted first)
         self.preempted = 0
 
@@ -66,9 +68,14 @@ class PoolGate:
         idle = self._quiet_since is not None and now - self._quiet_since >= self.idle_window_s
         if waiting > self.backoff_queue_depth:
             self.limit = self.limit // 2
+            self._recovering = True  # after an engine queue: additive increase only
+        elif idle and not self._recovering:  # a sustained quiet pool: double up to the cap (slow start)
+            self.limit = min(self.cap, max(self.limit + 1, 2 * self.limit))
         else:
             ceiling = self.cap if idle else self.busy_cap
             self.limit = ceiling if self.limit >= ceiling else self.limit + 1
+            if not idle:
+                self._recovering = False
         return self.limit
 
     def preempt_excess(self) -> int:

@@ -45,7 +45,7 @@ def test_full_cap_only_after_a_sustained_quiet_window() -> None:
     clock.now += 0.5
     assert g.target(0) == 4  # quiet, but not for long enough
     clock.now += 0.6
-    assert [g.target(0) for _ in range(3)] == [5, 6, 7]  # the window passed: +1 per quiet poll
+    assert [g.target(0) for _ in range(3)] == [8, 16, 16]  # the window passed: doubling up to the cap
     assert g.target(3) == 4  # a real-time request: down to the busy share at once
     clock.now += 0.9
     assert g.target(0) == 4  # the window starts again
@@ -62,7 +62,7 @@ def test_busy_share_zero_pauses_batch_while_realtime_runs() -> None:
     assert g.target(1) == 0  # real-time never stopped
     assert g.target(0) == 0
     clock.now += 1.0
-    assert [g.target(0) for _ in range(2)] == [1, 2]
+    assert [g.target(0) for _ in range(6)] == [1, 2, 4, 8, 16, 16]
 
 
 def test_backs_off_multiplicatively_when_the_engine_queues_and_recovers_additively() -> None:
