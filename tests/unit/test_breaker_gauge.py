@@ -40,15 +40,28 @@ dep = cls({"providers": [{"name": "p-one", "kind": "openai", "base_url": "http:/
 if sys.argv[1] == "open":
     dep.breakers.get("provider:p-one").record_failure()
 asyncio.run(dep.check_health())
+print("ready", flush=True)
+sys.stdin.readline()  # alive (its live gauges count) until the test has read /metrics
 """
+
+
+def _replica(env: dict, state: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", FALLBACK, state], env=env, cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
 
 
 def test_provider_breakers_of_the_fallback_process_show_in_the_merged_gauge(tmp_path, monkeypatch) -> None:
     prom_dir = metrics.prepare_multiprocess_dir(tmp_path / "prom")
     env = {**os.environ, "PYTHONPATH": str(ROOT), metrics.MULTIPROC_ENV: str(prom_dir)}
-    run = [sys.executable, "-c", FALLBACK]
-    subprocess.run([*run, "closed"], env=env, cwd=ROOT, check=True, timeout=120)
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(prom_dir))
-    assert (GAUGE, (("target", "provider:p-one"),)) in _render()  # before: provider breakers never appeared
-    subprocess.run([*run, "open"], env=env, cwd=ROOT, check=True, timeout=120)
-    assert _value(_render(), GAUGE, target="provider:p-one") == 2  # the worst live replica: open
+    replicas = [_replica(env, "closed")]
+    try:
+        assert _value(_render(), GAUGE, target="provider:p-one") == 0
+        assert (GAUGE, (("target", "provider:p-one"),)) in _render()  # before: provider breakers never appeared
+        replicas.append(_replica(env, "open"))
+        assert _value(_render(), GAUGE, target="provider:p-one") == 2  # the worst live replica: open
+    finally:
+        for proc in replicas:
+            proc.communicate("\n", timeout=60)
