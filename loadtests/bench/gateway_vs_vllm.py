@@ -133,8 +133,11 @@ def run_target(name: str, args) -> dict:
         _wait(url, proc)
         if name == "gateway":  # both pools warm: /readyz, then one request each
             for _ in range(120):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
                 time.sleep(2)
         print(f"[{name}] {url}", flush=True)
         return measure(url, model, args, proc.pid)
@@ -157,8 +160,15 @@ def main() -> None:
     targets = args.targets.split(",")
     results: dict = {"config": {**vars(args), "gateway_config": str(args.gateway_config)},
                      "load_avg_start": os.getloadavg()}
+    out = ROOT / ".cache/bench/gateway_vs_vllm.json"
     for t in targets:
-        results[t] = run_target(t, args)
+        try:
+            results[t] = run_target(t, args)
+        except Exception as exc:  # keep the other columns: one target that fails is reported, not fatal
+            print(f"[{t}] failed: {type(exc).__name__}: {exc}", flush=True)
+            results[t + "_error"] = f"{type(exc).__name__}: {exc}"
+        out.write_text(json.dumps(results, indent=2))
+    targets = [t for t in targets if t in results]
     print(f"\n{'mode':10} {'target':10} {'tok/s':>7} {'x bare':>7} {'p50 ms':>7} {'TTFT p50':>9} {'FE CPU ms/tok':>14}")
     for mode in results[targets[0]]:
         for t in targets:
@@ -167,7 +177,6 @@ def main() -> None:
             print(f"{mode:10} {t:10} {r['tokens_per_s']:7.0f} {ratio:7.2f} {r['p50_ms']:7.0f} {r['ttft_p50_ms']:9.1f} "
                   f"{r['front_cpu_ms_per_token']:14.3f}")
     results["load_avg_end"] = os.getloadavg()
-    out = ROOT / ".cache/bench/gateway_vs_vllm.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")
 
