@@ -7,9 +7,10 @@ LLM's ``build_openai_app``, same tiny model, same load, measured side by side in
 Each target is started in turn on loopback (bare vLLM on 8100, Serve LLM on 8014, the gateway on 8012),
 measured streaming and unary at every concurrency, and stopped. CPU seconds of every process of the
 target (found by process tree) are read from /proc around each load run and split into the engine
-core(s) (``VLLM::EngineCore``) and the front end (everything else: the vLLM API server, or the Serve
-proxy, ingress, router, cache and the pool replicas' own Python); "front-end CPU ms per token" is the
-deciding figure on this machine, where every CPU the front end spends is taken from the engine.
+(``VLLM::EngineCore`` and its ``VLLM::Worker`` processes) and the front end (everything else: the
+vLLM API server, or the Serve proxy, ingress, router, cache and the pool replicas' own Python);
+"front-end CPU ms per token" is the deciding figure on this machine, where every CPU the front end
+spends is taken from the engine.
 Prints a table with ratios to bare vLLM and writes .cache/bench/gateway_vs_vllm.json.
 """
 
@@ -77,6 +78,11 @@ def cpu_by_process(root: int) -> dict[str, float]:
     return out
 
 
+def _is_engine(label: str) -> bool:
+    """vLLM's engine core and its executor workers (process titles VLLM::EngineCore, VLLM::Worker...)."""
+    return "EngineCore" in label or "Worker" in label
+
+
 def measure(url: str, model: str, args, root: int) -> dict:
     out = {}
     for conc in args.concurrency:
@@ -86,8 +92,8 @@ def measure(url: str, model: str, args, root: int) -> dict:
             after = cpu_by_process(root)
             row = res.row()
             spent = {k: after[k] - before.get(k, 0.0) for k in after}
-            engine = sum(v for k, v in spent.items() if "EngineCore" in k)
-            front = sum(v for k, v in spent.items() if "EngineCore" not in k)
+            engine = sum(v for k, v in spent.items() if _is_engine(k))
+            front = sum(v for k, v in spent.items() if not _is_engine(k))
             tokens = max(1, res.tokens)
             row.update(front_cpu_ms_per_token=round(front * 1000 / tokens, 3),
                        engine_cpu_ms_per_token=round(engine * 1000 / tokens, 3),
