@@ -10,6 +10,7 @@ on the torch vectors moves (docs/decisions.md).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+# At import: loaded after usearch, onnxruntime's extension segfaults (app/caching/index.py loads this first).
+with contextlib.suppress(ImportError):  # without it the torch backend still works
+    import onnxruntime  # noqa: F401
 
 MAX_PIECES = 256  # sentence_bert_config.json max_seq_length
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -11,6 +11,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+
+import app.embedding_onnx  # noqa: F401  loads onnxruntime first: usearch 2.26 then ORT 1.31 segfaults on import
+
+# isort: split
 from usearch.index import Index
 
 from app.embedding import EMBEDDING_DIM

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from app.checksums import luhn_ok
+
 _NON_DIGIT = re.compile(r"\D")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")  # an SSN (valid or not) is never a phone number
 _DATE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}")
@@ -11,19 +13,6 @@ _DATE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\
 
 def digits(text: str) -> str:
     return _NON_DIGIT.sub("", text)
-
-
-def luhn_ok(number: str) -> bool:
-    """Luhn (mod-10) checksum of a digit string."""
-    if not number.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 # Issuer prefixes (IIN ranges) of the major card networks: Visa, Mastercard, Amex, Discover, Diners, JCB,

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app.checksums import luhn_ok
+
 
 @dataclass(slots=True)
 class Redaction:
@@ -20,16 +22,6 @@ class Redaction:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def iban_ok(candidate: str) -> bool:
