@@ -62,6 +62,9 @@ class PoolConfig(_Strict):
         default_factory=lambda: {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 32}
     )
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+    # Serve's max_surge_percent: on a restart, start replacements before the old replicas stop (100 = one
+    # spare replica for a one-replica pool, so it needs that much free capacity); None: Serve's default (0).
+    max_surge_percent: int | None = Field(None, ge=0, le=100)
     env: dict[str, str] = Field(default_factory=dict)
     # vLLM tool-call parser for the pool's model family (hermes, llama3_json, mistral, ...); tool_choice
     # auto is parsed with it, required / named use guided decoding (docs/api.md).

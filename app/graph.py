@@ -21,7 +21,9 @@ def pool_deployment_name(pool: str) -> str:
 def _pool_app(pool: PoolConfig, tracing: dict | None = None) -> Application:
     from deployments.pool import ModelPool
 
+    surge = {} if pool.max_surge_percent is None else {"max_surge_percent": pool.max_surge_percent}
     return ModelPool.options(
+        **surge,
         name=pool_deployment_name(pool.name),
         autoscaling_config=pool.autoscaling_config,
         ray_actor_options=pool.ray_actor_options,

@@ -95,3 +95,11 @@ def test_render_cli_pool_apps() -> None:
     assert [a.name for a in schema.applications] == ["llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"]
     refused = CliRunner().invoke(config_app, ["--target", "kuberay", "--pool-apps"])
     assert refused.exit_code != 0
+
+
+def test_max_surge_percent_reaches_the_pool_deployment_only() -> None:
+    split = split_pool_apps(_change(_base(), lambda p: p.update(max_surge_percent=100)))
+    small = build_pool_app(split["applications"][1]["args"])._bound_deployment
+    large = build_pool_app(split["applications"][2]["args"])._bound_deployment
+    assert small._deployment_config.max_surge_percent == 100 and large._deployment_config.max_surge_percent == 0
+    assert "max_surge_percent" not in split["applications"][0]["args"]["pools"][0]
