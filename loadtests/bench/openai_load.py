@@ -35,9 +35,21 @@ class LoadResult:
                 "errors": self.errors, "requests": self.requests}
 
 
+_reported: set[int] = set()
+
+
+def _first_error(status: int, text: str) -> None:
+    """Print the first error body of each status once: a run of failures says why."""
+    if status not in _reported:
+        _reported.add(status)
+        print(f"    HTTP {status}: {text[:300]}", flush=True)
+
+
 async def _one(client: httpx.AsyncClient, url: str, model: str, max_tokens: int, stream: bool, i: int):
+    # The same body for every target. No vLLM-only `ignore_eos`: the gateway refuses fields it does not
+    # honour (400 unknown_parameter); tokens/s counts the tokens each answer really had.
     body = {"model": model, "max_tokens": max_tokens, "temperature": 1.0, "stream": stream, "cache": False,
-            "ignore_eos": True, "messages": [{"role": "user", "content": f"Tell me a long story, number {i}."}]}
+            "messages": [{"role": "user", "content": f"Tell me a long story, number {i}."}]}
     if stream:
         body["stream_options"] = {"include_usage": True}
     t0 = time.perf_counter()
@@ -45,6 +57,7 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, max_tokens: int,
     if stream:
         async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
             if resp.status_code != 200:
+                _first_error(resp.status_code, (await resp.aread()).decode(errors="replace"))
                 return None
             async for line in resp.aiter_lines():
                 if not line.startswith("data: {"):
@@ -57,6 +70,7 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, max_tokens: int,
     else:
         resp = await client.post(f"{url}/v1/chat/completions", json=body)
         if resp.status_code != 200:
+            _first_error(resp.status_code, resp.text)
             return None
         tokens = resp.json()["usage"]["completion_tokens"]
     return time.perf_counter() - t0, tokens, ttft
