@@ -69,19 +69,22 @@ def start_gateway(
         prom_dir = prepare_multiprocess_dir(Path(tempfile.gettempdir()) / f"llmgw-prom-{os.getpid()}")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
     if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={
-                "env_vars": {
-                    "VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"],
-                    "HF_HUB_OFFLINE": "1",
-                    "TOKENIZERS_PARALLELISM": "false",
-                }
-            },
-        )
+        from app.serve_env import private_haproxy_ports
+
+        with private_haproxy_ports():  # this local Ray's HAProxy does not take another gateway's fixed ports
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={
+                    "env_vars": {
+                        "VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"],
+                        "HF_HUB_OFFLINE": "1",
+                        "TOKENIZERS_PARALLELISM": "false",
+                    }
+                },
+            )
     serve.start(http_options={"host": host, "port": port})
     return serve.run(build_app(app_args), name=app_name, route_prefix="/", blocking=blocking)
 

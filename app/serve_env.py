@@ -13,7 +13,10 @@ Measured side by side (echo engines, ``loadtests/bench/ab.py``): see docs/perfor
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+from collections.abc import Iterator
 
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
@@ -24,3 +27,26 @@ def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     for name, value in SERVE_ENV.items():
         env.setdefault(name, value)
     return {name: env[name] for name in SERVE_ENV}
+
+
+HAPROXY_PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")  # Serve's: 8404, 9101
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def private_haproxy_ports() -> Iterator[dict[str, str]]:
+    """Free ports for HAProxy's stats and metrics listeners while a local Ray starts (its processes keep
+    them), unless set; the caller's environment is restored after, so a second local cluster started
+    from the same process (tests) takes its own. Clusters keep Serve's fixed defaults."""
+    added = {name: str(_free_port()) for name in HAPROXY_PORT_ENVS if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield added
+    finally:
+        for name in added:
+            os.environ.pop(name, None)

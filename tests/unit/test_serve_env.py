@@ -31,3 +31,21 @@ def test_every_kuberay_container_env_has_them():
     for pod in pods:
         env = {e["name"]: e.get("value") for e in pod["template"]["spec"]["containers"][0]["env"]}
         assert all(env.get(k) == v for k, v in SERVE_ENV.items())
+
+
+def test_private_haproxy_ports_are_free_and_not_leaked(monkeypatch):
+    import os
+    import socket
+
+    from app.serve_env import HAPROXY_PORT_ENVS, private_haproxy_ports
+
+    for name in HAPROXY_PORT_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_STATS_PORT", "18404")  # an explicit one is kept
+    with private_haproxy_ports() as added:
+        assert list(added) == ["RAY_SERVE_HAPROXY_METRICS_PORT"]
+        port = int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # it was free
+        assert os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
+    assert "RAY_SERVE_HAPROXY_METRICS_PORT" not in os.environ
