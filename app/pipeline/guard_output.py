@@ -13,6 +13,7 @@ from app.guardrails.service import Guardrails
 from app.pipeline.context import Answer, RequestContext
 from app.pipeline.guard_input import note
 from app.pipeline.route import tenant_option
+from app.structured.validate import HEADER as SCHEMA_HEADER
 
 
 class GuardOutput:
@@ -41,6 +42,9 @@ class GuardOutput:
         if result.blocked:
             yield dataclasses.replace(whole, text="", finish_reason="content_filter", tool_calls=None)
             return
+        if result.text != whole.text and ctx.gen is not None and ctx.gen.sampling.structured is not None:
+            # the schema verdict was given before redaction: the client must not read "valid" for changed JSON
+            ctx.response_headers[SCHEMA_HEADER] = "redacted"
         yield dataclasses.replace(whole, text=result.text)
 
     async def _redacted(self, ctx: RequestContext, answer: Answer, redactor) -> AsyncIterator[GenerationChunk]:

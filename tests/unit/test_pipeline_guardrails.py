@@ -48,6 +48,20 @@ async def test_card_number_redacted_unary_and_streamed(stream: bool) -> None:
     assert any(d.stage == "output" for d in ctx.guardrail_events)
 
 
+async def test_a_redacted_structured_answer_is_not_reported_valid() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "contact", "schema": {
+        "type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}}}
+    pipe, _, _ = make(pools=Texts('{"email": "ann.lee@example.com"}'))
+    ctx = ctx_for(chat(response_format=fmt))
+    text = await drain(pipe, ctx)
+    assert "ann.lee@example.com" not in text
+    assert ctx.response_headers["x-llmgw-schema"] == "redacted"
+    clean, _, _ = make(pools=Texts('{"email": "none"}'))
+    ctx = ctx_for(chat(response_format=fmt))
+    await drain(clean, ctx)
+    assert ctx.response_headers["x-llmgw-schema"] == "valid"
+
+
 async def test_cache_hit_passes_the_output_guard_of_the_asking_tenant() -> None:
     cache = Cache()
     pipe, _, _ = make(pools=Texts(f"card {CARD}"), cache=cache)
