@@ -29,7 +29,11 @@ def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {name: env[name] for name in SERVE_ENV}
 
 
-HAPROXY_PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")  # Serve's: 8404, 9101
+# Serve's fixed defaults 8404, 9101, 8500, 9500: HAProxy's stats and metrics listeners, and the Python proxy
+# HAProxy falls back to when no ingress replica is up. Two local clusters on the defaults would share the
+# fallback port: one cluster's HAProxy would answer from the other's gateway.
+HAPROXY_PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
 def _free_port() -> int:
@@ -40,7 +44,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def private_haproxy_ports() -> Iterator[dict[str, str]]:
-    """Free ports for HAProxy's stats and metrics listeners while a local Ray starts (its processes keep
+    """Free ports for HAProxy's listeners and its fallback proxy while a local Ray starts (its processes keep
     them), unless set; the caller's environment is restored after, so a second local cluster started
     from the same process (tests) takes its own. Clusters keep Serve's fixed defaults."""
     added = {name: str(_free_port()) for name in HAPROXY_PORT_ENVS if name not in os.environ}
