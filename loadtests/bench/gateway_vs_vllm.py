@@ -35,13 +35,13 @@ MODEL_DIR = ROOT / ".cache/models/tiny-small"
 VLLM_ARGS = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16", "--max-num-seqs", "64"]
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 400) -> None:
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 400, path: str = "/v1/models") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{url}: the server exited ({proc.returncode})")
         try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=30).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -137,14 +137,8 @@ def run_target(name: str, args) -> dict:
     proc = _start(cmd, env, log)
     try:
         _wait(url, proc)
-        if name == "gateway":  # both pools warm: /readyz, then one request each
-            for _ in range(120):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(2)
+        if name == "gateway":  # both pools warm
+            _wait(url, proc, 240, "/readyz")
         print(f"[{name}] {url}", flush=True)
         return measure(url, model, args, proc.pid)
     finally:
