@@ -46,6 +46,11 @@ class Embedder:
                 self.backend = "torch"
 
     @property
+    def onnx(self):
+        """The ONNX Runtime model (``app.embedding_onnx.OnnxMiniLM``), or None on the torch backend."""
+        return self._onnx
+
+    @property
     def model(self):
         if self._model is None:
             with _lock:

@@ -56,9 +56,9 @@ def encode_tokens(texts: Sequence[str], batch_size: int = 32) -> list[TokenView]
 
     embedder = get_embedder()
     out: list[TokenView] = []
-    if embedder._onnx is not None:  # the same hidden states on ONNX Runtime (app.embedding_onnx)
+    if embedder.onnx is not None:  # the same hidden states on ONNX Runtime (app.embedding_onnx)
         for i in range(0, len(texts), batch_size):
-            ids, mask, hidden = embedder._onnx.hidden(list(texts[i:i + batch_size]))
+            ids, mask, hidden = embedder.onnx.hidden(list(texts[i:i + batch_size]))
             for j in range(hidden.shape[0]):
                 n = int(mask[j].sum())
                 vecs = hidden[j, 1:n - 1]

@@ -85,6 +85,10 @@ class BatchingEmbedder:
         finally:
             self._draining = False
 
+    async def in_worker(self, fn: Callable, *args):
+        """Run ``fn(*args)`` on the embedding thread (the one model worker of this process)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
         """For callers already on a worker thread (the injection guard): memo first, then encode the rest."""
         keys = [t[:MAX_EMBED_CHARS] for t in texts]
@@ -150,8 +154,7 @@ class RouteAnalyzer:
 
     async def embed_batch(self, texts: list[str]) -> list[list[float]]:
         """``/v1/embeddings`` in-process: the worker thread, no memo (inputs may be large)."""
-        loop = asyncio.get_running_loop()
-        vectors = await loop.run_in_executor(self.embedder._executor, self.embedder.encode, list(texts))
+        vectors = await self.embedder.in_worker(self.embedder.encode, list(texts))
         return [v.tolist() for v in vectors]
 
     def stats(self) -> dict[str, Any]:
