@@ -230,7 +230,8 @@ class PromptWiring:
         self.shadow = ShadowRunner(generate, self.experiments, request_log=self.request_log, judge=self.judge,
                                    max_concurrency=cfg.max_concurrency if cfg else 4,
                                    timeout_s=cfg.timeout_s if cfg else 60.0,
-                                   start_delay_s=cfg.start_delay_s if cfg else 0.0)
+                                   start_delay_s=cfg.start_delay_s if cfg else 0.0,
+                                   max_pending=cfg.max_pending if cfg else 256)
         self.outcome.shadow = self.shadow
         return self.shadow
 
@@ -255,7 +256,8 @@ def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_g
         shadow = ShadowRunner(shadow_generate, experiments, request_log=request_log, judge=judge,
                               max_concurrency=config.prompts.shadow.max_concurrency,
                               timeout_s=config.prompts.shadow.timeout_s,
-                              start_delay_s=config.prompts.shadow.start_delay_s)
+                              start_delay_s=config.prompts.shadow.start_delay_s,
+                              max_pending=config.prompts.shadow.max_pending)
     online = None
     if judge is not None and ev.online.enabled and request_log is not None:
         online = OnlineEvaluator(judge, ev.online, request_log, experiments)

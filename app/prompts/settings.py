@@ -12,7 +12,9 @@ class _Strict(BaseModel):
 class ShadowConfig(_Strict):
     """Background runs of a candidate on a sampled share of traffic (see docs/prompts.md)."""
 
-    max_concurrency: int = Field(4, ge=1)  # shadow runs in flight per replica; beyond it a sample is skipped
+    max_concurrency: int = Field(4, ge=1)  # shadow runs in flight per replica (past the delay); others queue
+    # shadows held per replica (in their delay, queued or running); beyond it a sample is skipped_busy
+    max_pending: int = Field(256, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     # a shadow starts this long after the served answer ended, so the answer's last bytes (SSE [DONE])
     # leave before the candidate's render and pool call take the event loop (docs/prompts.md, measured)

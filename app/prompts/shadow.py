@@ -1,14 +1,17 @@
 """Shadow runs: a candidate (prompt version and/or model) answers a sampled share of traffic in the
 background. Its answer is logged beside the served one and scored; it is never returned, never
 cached, and never delays or fails the served answer: ``submit`` only starts a task (bounded
-concurrency, strong references kept) that waits ``start_delay_s`` before any work, so the served
-answer's last bytes leave first; every error is swallowed and counted. Its cost is counted
+pending tasks, strong references kept) that waits ``start_delay_s`` before any work, so the served
+answer's last bytes leave first; after the delay it waits for one of ``max_concurrency`` run slots (a
+shadow still in its delay holds none; at most ``max_pending`` are held, beyond it a sample is skipped);
+every error is swallowed and counted. Its cost is counted
 against the experiment's own USD budget; once spent, samples are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,12 +49,15 @@ class ShadowJob:
 class ShadowRunner:
     def __init__(self, generate: Generate, experiments: Experiments, *, request_log: RequestLogger | None = None,
                  judge: Judge | None = None, max_concurrency: int = 4, timeout_s: float = 60.0,
-                 start_delay_s: float = 0.0) -> None:
+                 start_delay_s: float = 0.0, max_pending: int = 256) -> None:
         self.generate = generate
         self.experiments = experiments
         self.request_log = request_log
         self.judge = judge
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency  # runs in flight (past the start delay); the others wait for a slot
+        self.max_pending = max_pending  # tasks held, waiting ones included; beyond it a sample is skipped_busy
+        self.running = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()  # past the delay, waiting for a slot
         self.timeout_s = timeout_s
         self.start_delay_s = start_delay_s  # the served answer's last bytes go out before a shadow starts
         self.tasks: set[asyncio.Task] = set()  # strong references: a running shadow is never garbage-collected
@@ -64,7 +70,7 @@ class ShadowRunner:
     def submit(self, job: ShadowJob) -> bool:
         """Start ``job`` in the background; False (and counted) when at capacity. Never raises, never blocks."""
         try:
-            if len(self.tasks) >= self.max_concurrency:
+            if len(self.tasks) >= self.max_pending:
                 self._count(job.experiment, "skipped_busy")
                 return False
             task = asyncio.get_running_loop().create_task(self._run(job))
@@ -80,10 +86,30 @@ class ShadowRunner:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     async def _run(self, job: ShadowJob) -> None:
+        if self.start_delay_s > 0:
+            await asyncio.sleep(self.start_delay_s)  # waiting holds no run slot
+        while self.running >= self.max_concurrency:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.running += 1
+        try:
+            await self._work(job)
+        finally:
+            self.running -= 1
+            while self._waiters:  # hand the slot to the longest-waiting shadow
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    async def _work(self, job: ShadowJob) -> None:
         exp = job.experiment
         try:
-            if self.start_delay_s > 0:
-                await asyncio.sleep(self.start_delay_s)
             if exp.shadow is not None and await self.experiments.shadow_spent(exp) >= exp.shadow.budget_usd:
                 self._count(exp, "skipped_budget")
                 return

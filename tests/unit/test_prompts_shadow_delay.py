@@ -38,3 +38,51 @@ def test_the_delay_is_configured_and_reaches_the_runner() -> None:
     wiring = build_prompt_wiring(cfg)
     assert wiring.attach_shadow(lambda req: None).start_delay_s == 0.5
     assert build_prompt_wiring(cfg, shadow_generate=lambda req: None).shadow.start_delay_s == 0.5
+
+
+async def test_a_waiting_shadow_holds_no_run_slot() -> None:
+    """max_concurrency bounds runs past the delay: a 100 % shadow at more than max_concurrency / start_delay_s
+    requests per second still runs every sample (before, the sleeping tasks took the slots and most were skipped)."""
+    peak: list[int] = []
+
+    async def generate(req):
+        peak.append(shadow.running)
+        await asyncio.sleep(0.01)
+        return GenerationChunk("shadow", "stop", 1, 1, "tiny-small")
+
+    pipe, _, _, experiments, _, shadow = await setup(generate)
+    shadow.start_delay_s, shadow.max_concurrency = 0.1, 2
+    await experiments.start("acme", {"name": "cand", "prompt": "support", "shadow": {"version": 2, "sample_rate": 1.0}})
+    for _ in range(6):
+        await drain(pipe, ctx(REF))
+    assert len(shadow.tasks) == 6  # all six wait out the delay
+    await shadow.wait()
+    assert shadow.counts == {"ok": 6} and max(peak) == 2  # queued for a slot, never more than two at once
+
+
+async def test_runs_past_the_delay_are_bounded_and_pending_ones_too() -> None:
+    gate = asyncio.Event()
+
+    async def generate(req):
+        await gate.wait()
+        return GenerationChunk("shadow", "stop", 1, 1, "tiny-small")
+
+    pipe, _, _, experiments, _, shadow = await setup(generate)
+    shadow.start_delay_s, shadow.max_concurrency, shadow.max_pending = 0.05, 2, 3
+    await experiments.start("acme", {"name": "cand", "prompt": "support", "shadow": {"version": 2, "sample_rate": 1.0}})
+    for _ in range(4):  # the fourth finds three pending: skipped at submit
+        await drain(pipe, ctx(REF))
+    assert len(shadow.tasks) == 3 and shadow.counts == {"skipped_busy": 1}
+    await asyncio.sleep(0.15)  # past the delay: two run (blocked on the gate), the third waits for a slot
+    assert shadow.running == 2 and len(shadow.tasks) == 3 and len(shadow._waiters) == 1
+    gate.set()
+    await shadow.wait()
+    assert shadow.running == 0 and not shadow._waiters and shadow.counts == {"skipped_busy": 1, "ok": 3}
+
+
+def test_max_pending_is_configured_and_reaches_the_runner() -> None:
+    base = config()
+    assert base.prompts.shadow.max_pending == 256
+    cfg = GatewayConfig.model_validate({**base.model_dump(), "prompts": {"shadow": {"max_pending": 9}}})
+    assert build_prompt_wiring(cfg).attach_shadow(lambda req: None).max_pending == 9
+    assert build_prompt_wiring(cfg, shadow_generate=lambda req: None).shadow.max_pending == 9

@@ -167,7 +167,7 @@ async def test_shadow_budget_and_concurrency_bound() -> None:
         return GenerationChunk("x", "stop", 1_000_000, 1_000_000, "gpt-4o")  # priced: spends the budget
 
     pipe, _, _, experiments, _, shadow = await setup(generate)
-    shadow.max_concurrency = 2
+    shadow.max_concurrency = shadow.max_pending = 2
     await experiments.start("acme", {"name": "cand", "prompt": "support",
                                      "shadow": {"version": 2, "sample_rate": 1.0, "budget_usd": 0.01}})
     for _ in range(4):
