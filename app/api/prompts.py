@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
+from app.errors import ConflictError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 from app.prompts.experiment_store import Experiments
 from app.prompts.models import check_version
 from app.prompts.registry import PromptRegistry
@@ -77,8 +77,19 @@ async def set_label(registry: PromptRegistry, name: str, label: str, body: Mappi
     return await registry.set_label(scope(body), name, label, body.get("version"), by=_str(body, "author"))
 
 
-async def delete_label(registry: PromptRegistry, name: str, label: str, query: Mapping[str, Any]) -> dict[str, Any]:
-    return await registry.delete_label(scope(query), name, label, by=_str(query, "author"))
+async def _not_in_a_running_experiment(experiments: Experiments, tenant: str | None, name: str, what: str, *,
+                                       version: int | None = None, label: str | None = None) -> None:
+    """409 while a running experiment serves it: its share of traffic would turn into 404s."""
+    running = await experiments.referencing(tenant, name, version=version, label=label)
+    if running is not None:
+        raise ConflictError(f"{what} of prompt '{name}' is used by the running experiment '{running}': stop it "
+                            "first.", param="version" if version is not None else "label", code="used_by_experiment")
+
+
+async def delete_label(admin: PromptAdmin, name: str, label: str, query: Mapping[str, Any]) -> dict[str, Any]:
+    tenant = scope(query)
+    await _not_in_a_running_experiment(admin.experiments, tenant, name, f"Label '{label}'", label=label)
+    return await admin.registry.delete_label(tenant, name, label, by=_str(query, "author"))
 
 
 async def promote(registry: PromptRegistry, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,9 +101,11 @@ async def rollback(registry: PromptRegistry, name: str, body: Mapping[str, Any])
     return await registry.rollback(scope(body), name, label=body.get("label"), by=_str(body, "author"))
 
 
-async def delete_version(registry: PromptRegistry, name: str, version: Any,
-                         query: Mapping[str, Any]) -> dict[str, Any]:
-    return await registry.delete_version(scope(query), name, version, by=_str(query, "author"))
+async def delete_version(admin: PromptAdmin, name: str, version: Any, query: Mapping[str, Any]) -> dict[str, Any]:
+    """409 while a label points at it (the registry) or a running experiment serves it (here)."""
+    tenant, number = scope(query), check_version(version)
+    await _not_in_a_running_experiment(admin.experiments, tenant, name, f"Version {number}", version=number)
+    return await admin.registry.delete_version(tenant, name, number, by=_str(query, "author"))
 
 
 async def render_preview(registry: PromptRegistry, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,9 +152,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], Any]] = [
         ("PUT", f"/admin/prompts/{_NAME}/labels/(?P<label>[^/]+)",
          lambda a, m, q, b: set_label(a.registry, m["name"], m["label"], b)),
         ("DELETE", f"/admin/prompts/{_NAME}/labels/(?P<label>[^/]+)",
-         lambda a, m, q, b: delete_label(a.registry, m["name"], m["label"], q)),
+         lambda a, m, q, b: delete_label(a, m["name"], m["label"], q)),
         ("DELETE", f"/admin/prompts/{_NAME}/versions/(?P<version>[^/]+)",
-         lambda a, m, q, b: delete_version(a.registry, m["name"], m["version"], q)),
+         lambda a, m, q, b: delete_version(a, m["name"], m["version"], q)),
         ("GET", "/admin/experiments", lambda a, m, q, b: list_experiments(a.experiments, q)),
         ("POST", "/admin/experiments", lambda a, m, q, b: start_experiment(a.experiments, b)),
         ("GET", f"/admin/experiments/{_NAME}", lambda a, m, q, b: experiment_status(a.experiments, m["name"], q)),

@@ -101,6 +101,25 @@ class Experiments:
             self._active.clear()
         return exp
 
+    async def referencing(self, tenant: str | None, prompt: str, *, version: int | None = None,
+                          label: str | None = None) -> str | None:
+        """The running experiment of ``prompt`` that serves ``version`` or ``label`` (a variant's or the shadow's
+        target, or the label it splits), read from the store; None when there is none."""
+        ns = namespace(tenant)
+        name = await self.store.kv_get(f"xa:{ns}:{prompt}")
+        raw = await self.store.kv_get(f"x:{ns}:{name}") if name else None
+        if raw is None:
+            return None
+        exp = Experiment.model_validate_json(raw)
+        if exp.status != "running":
+            return None
+        targets: list[Target] = [*exp.variants, *([exp.shadow] if exp.shadow else [])]
+        if version is not None and any(t.version == version for t in targets):
+            return exp.name
+        if label is not None and (label == exp.label or any(t.label == label for t in targets)):
+            return exp.name
+        return None
+
     async def list(self, tenant: str | None) -> list[dict[str, Any]]:
         out = []
         for name in await self.store.set_members(f"xs:{namespace(tenant)}"):

@@ -91,3 +91,28 @@ async def test_dispatch_paths() -> None:
         await dispatch(admin, "GET", "/admin/prompts", {}, None)
     shown = await dispatch(admin, "GET", "/admin/prompts/p", {"tenant": "acme", "version": "1"}, None)
     assert shown["selected"]["template"]["messages"][0]["role"] == "system"
+
+
+async def test_delete_refused_while_a_running_experiment_serves_it() -> None:
+    """A variant's or the shadow's version, or a label the experiment uses, cannot be deleted while it runs
+    (its share of traffic would turn into 404s); once stopped, the delete goes through."""
+    from app.errors import ConflictError
+
+    registry = PromptRegistry(MemoryPromptStore())
+    admin = PromptAdmin(registry, Experiments(registry))
+    for _ in range(4):
+        await dispatch(admin, "POST", "/admin/prompts", {}, {"tenant": "acme", "name": "p", "template": template()})
+    q = {"tenant": "acme"}
+    await dispatch(admin, "PUT", "/admin/prompts/p/labels/production", {}, {**q, "version": 1})
+    await dispatch(admin, "PUT", "/admin/prompts/p/labels/brief", {}, {**q, "version": 4})
+    await dispatch(admin, "POST", "/admin/experiments", {}, {**q, "name": "e", "prompt": "p", "variants": [
+        {"name": "a", "weight": 1}, {"name": "b", "weight": 1, "version": 2},
+        {"name": "c", "weight": 1, "label": "brief"}], "shadow": {"version": 3, "sample_rate": 0.1}})
+    for path in ("/admin/prompts/p/versions/2", "/admin/prompts/p/versions/3", "/admin/prompts/p/labels/brief",
+                 "/admin/prompts/p/labels/production"):
+        with pytest.raises(ConflictError, match="running experiment 'e'"):
+            await dispatch(admin, "DELETE", path, q, None)
+    assert (await registry.get_version("acme", "p", 2)).version == 2  # nothing was deleted
+    await dispatch(admin, "POST", "/admin/experiments/e/stop", {}, q)
+    assert (await dispatch(admin, "DELETE", "/admin/prompts/p/versions/2", q, None))["deleted"] is True
+    assert (await dispatch(admin, "DELETE", "/admin/prompts/p/labels/brief", q, None))["deleted"] is True
