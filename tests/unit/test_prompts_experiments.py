@@ -39,6 +39,14 @@ def test_assignment_is_stable_and_sticky() -> None:
     assert sum(exp.assign(f"u{i}").name != other.assign(f"u{i}").name for i in range(1000)) > 300
 
 
+def test_assignment_is_the_same_across_restarts() -> None:
+    """Pinned values: a change of hash (Python's per-process ``hash()``, another digest or salt layout) would move
+    users between variants at the next deploy; this catches it."""
+    assert bucket("acme/support/exp1", "acme/u1") == 0.9715260515284052
+    exp = experiment({"a": 50, "b": 50})
+    assert [exp.assign(f"acme/u{i}").name for i in range(12)] == list("bbbbabbbbaab")
+
+
 def test_shadow_sample_rate() -> None:
     exp = experiment({"a": 1}, shadow={"version": 2, "sample_rate": 0.2})
     sampled = sum(exp.shadow_sampled(f"req-{i}") for i in range(10_000))
