@@ -62,6 +62,34 @@ async def test_online_scores_land_in_the_request_log_and_metrics(fake: FakeProvi
     log.close()
 
 
+async def test_online_scores_reach_the_experiment_variant_stats(fake: FakeProvider, tmp_path) -> None:
+    """`experiment status` shows the judge score of each variant: online scores of served answers land there."""
+    from app.prompts.experiment_store import Experiments
+    from app.prompts.registry import PromptRegistry
+    from app.prompts.store import MemoryPromptStore
+    from tests.prompt_fixtures import template
+
+    registry = PromptRegistry(MemoryPromptStore())
+    experiments = Experiments(registry)
+    await registry.create("acme", "support", template(), labels=["production"])
+    await experiments.start("acme", {"name": "ab", "prompt": "support", "variants": [
+        {"name": "a", "weight": 1}, {"name": "b", "weight": 1}]})
+    log = RequestLogger(RequestLogConfig(path=str(tmp_path / "req.jsonl")))
+    online = OnlineEvaluator(Judge(judge_cfg(fake)), OnlineEvalConfig(enabled=True, sample_rate=1.0,
+                                                                      max_concurrency=8), log, experiments)
+    fake.judge_score = 4  # -> 0.75
+    for i, variant in enumerate(("a", "a", "b")):
+        rec = record(i)
+        rec.evaluation["prompt"] = {"name": "support", "version": 1, "namespace": "acme", "experiment": "ab",
+                                    "variant": variant}
+        assert online.submit(rec)
+    await online.wait()
+    stats = (await experiments.status("acme", "ab"))["variants"]
+    assert (stats["a"]["judged"], stats["a"]["judge_score_mean"]) == (2, 0.75)
+    assert (stats["b"]["judged"], stats["b"]["judge_score_mean"]) == (1, 0.75)
+    log.close()
+
+
 async def test_online_sampling_and_failures(fake: FakeProvider, tmp_path) -> None:
     log = RequestLogger(RequestLogConfig(path=str(tmp_path / "req.jsonl")))
     judge = Judge(judge_cfg(fake))
