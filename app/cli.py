@@ -53,10 +53,11 @@ def start_gateway(
     import yaml
     from ray import serve
 
+    from app.deploy.bind_args import gateway_args
     from app.graph import build_app
 
     data = config if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())
-    app_args = data["applications"][0].get("args", {}) if "applications" in data else data
+    app_args = gateway_args(data) if "applications" in data else data  # per-pool apps: run as one app here
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("RAY_worker_niceness", "0")  # Ray nices workers to 15; the engines must not starve
     from app.serve_env import apply_serve_env

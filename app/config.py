@@ -210,8 +210,10 @@ def load_config(args: dict[str, Any] | str | Path | None = None, base_dir: Path 
         if not path.is_absolute():
             path = base / path
         data = yaml.safe_load(path.read_text()) or {}
-        if "applications" in data:  # a Serve config file: take the gateway app's args
-            data = data["applications"][0].get("args", {})
+        if "applications" in data:  # a Serve config file: the gateway app's args (pools from their own apps)
+            from app.deploy.bind_args import gateway_args
+
+            data = gateway_args(data)
         data = {**data, **args}
         if "config" in data:
             return load_config(data, base_dir=path.parent)

@@ -3,8 +3,9 @@ while a bounded load loop runs (loopback only). Prints and returns failed reques
 
     flock /tmp/llmgw-graph.lock python -m loadtests.rolling_update --duration 150 --concurrency 4
 
-On its own `ray start --head` (4 logical CPUs: room for each pool's replacement replica, which Serve
-starts while the old one drains). Run by hand (about 10 min here, too slow for CI); figures: docs/deploy.md.
+The rendered layout (each pool its own Serve application; `--one-app` for one). On its own
+`ray start --head` (4 logical CPUs: room for each pool's replacement replica, which Serve starts while
+the old one drains). Run by hand (about 10 min here, too slow for CI); figures: docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _set(args: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num_cpus: int = 4,
-        overrides: dict[str, Any] | None = None, small_replicas: int = 1, pool_apps: bool = False) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, small_replicas: int = 1, pool_apps: bool = True) -> dict[str, Any]:
     from app.cli import ensure_tiny_models
 
     ensure_tiny_models()
@@ -167,13 +168,13 @@ def main() -> None:
     parser.add_argument("--small-replicas", type=int, default=1, help="replicas of the small pool")
     parser.add_argument("--set", action="append", default=[], metavar="DOTTED.KEY=YAML",
                         help="override a gateway arg of the cpu profile (repeatable)")
-    parser.add_argument("--pool-apps", action="store_true",
-                        help="each pool as its own Serve application (app/deploy/bind_args.split_pool_apps)")
+    parser.add_argument("--one-app", action="store_true",
+                        help="everything in one Serve application (default: each pool its own, as committed)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     result = run(args.duration, args.concurrency, num_cpus=args.num_cpus, overrides=overrides,
-                 small_replicas=args.small_replicas, pool_apps=args.pool_apps)
+                 small_replicas=args.small_replicas, pool_apps=not args.one_app)
     result["overrides"] = overrides
     text = json.dumps(result, indent=2)
     print(text)

@@ -60,6 +60,8 @@ def split_pool_apps(serve_cfg: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(serve_cfg)
     gateway = out["applications"][0]
     args = gateway["args"]
+    if POOL_APPS_KEY in args:
+        raise ValueError("this Serve config is already split into per-pool applications")
     cfg = GatewayConfig.model_validate(args)  # refuse an invalid config before splitting it
     tracing = cfg.observability.tracing.model_dump()
     pool_apps = []
@@ -79,6 +81,26 @@ def split_pool_apps(serve_cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def gateway_args(serve_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The whole GatewayConfig of a Serve config file, in either layout.
+
+    One application: its args. Per-pool applications (``split_pool_apps``): the gateway's args with each
+    pool's view replaced by the full pool its application is bound with (and no ``pool_applications``),
+    so ``load_config``, ``llmgw run`` and the tests read every pool's engine, placement and autoscaling.
+    """
+    apps = serve_cfg["applications"]
+    args = dict(apps[0].get("args") or {})
+    pool_apps = args.pop(POOL_APPS_KEY, None)
+    if not pool_apps:
+        return args
+    by_name = {app["name"]: app for app in apps}
+    missing = sorted(set(pool_apps.values()) - set(by_name))
+    if missing:
+        raise ValueError(f"pool_applications names applications the config lacks: {missing}")
+    args["pools"] = [copy.deepcopy(by_name[pool_apps[p["name"]]]["args"]["pool"]) for p in args.get("pools", [])]
+    return args
+
+
 def ingress_args(cfg: GatewayConfig) -> dict[str, Any]:
     """The ingress's config: the whole GatewayConfig but each pool's engine-only tuning."""
     dump = cfg.model_dump()
@@ -86,5 +108,5 @@ def ingress_args(cfg: GatewayConfig) -> dict[str, Any]:
     return dump
 
 
-__all__ = ["INGRESS_ENGINE_FIELDS", "INGRESS_POOL_FIELDS", "POOL_APPS_KEY", "gateway_pool_view", "ingress_args",
-           "ingress_pool_view", "pool_app_name", "split_pool_apps"]
+__all__ = ["INGRESS_ENGINE_FIELDS", "INGRESS_POOL_FIELDS", "POOL_APPS_KEY", "gateway_args", "gateway_pool_view",
+           "ingress_args", "ingress_pool_view", "pool_app_name", "split_pool_apps"]

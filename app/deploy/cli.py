@@ -19,8 +19,8 @@ def render_cmd(
     out: Path | None = typer.Option(None, help="File to write (default: stdout); for --target all the root dir."),
     http_port: int | None = typer.Option(None, help="Override http_options.port (serve target)."),
     profiles: Path = typer.Option(PROFILES_PATH, help="The profiles file."),
-    pool_apps: bool = typer.Option(False, help="serve target: each pool its own Serve application, so a pool's "
-                                   "engine change restarts that pool alone (docs/deploy.md section 9)."),
+    one_app: bool = typer.Option(False, help="serve target: everything in one Serve application (default: each "
+                                 "pool its own: a pool's engine change restarts that pool alone; docs/deploy.md 9)."),
 ) -> None:
     """Render one deploy file (or, with --target all, rewrite every committed one)."""
     if target == "all":
@@ -28,10 +28,7 @@ def render_cmd(
             typer.echo(f"wrote {path}")
         return
     try:
-        text = (_pool_apps_text(profile, profiles, http_port) if pool_apps and target == "serve"
-                else render(target, profile, profiles, http_port=http_port))
-        if pool_apps and target != "serve":
-            raise ValueError("--pool-apps applies to --target serve only")
+        text = render(target, profile, profiles, http_port=http_port, one_app=one_app)
     except (KeyError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     if out is None:
@@ -40,13 +37,3 @@ def render_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         typer.echo(f"wrote {out}")
-
-
-def _pool_apps_text(profile: str, profiles: Path, http_port: int | None) -> str:
-    from app.deploy.bind_args import split_pool_apps
-    from app.deploy.profiles import load_profile
-    from app.deploy.render import dump_yaml, serve_config
-
-    data = split_pool_apps(serve_config(load_profile(profile, profiles), http_port))
-    return (f"# GENERATED from cluster/profiles.yaml (profile {profile}) by `llmgw config render --target serve "
-            f"--profile {profile} --pool-apps`: each pool is its own Serve application.\n" + dump_yaml(data))

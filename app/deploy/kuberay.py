@@ -18,7 +18,7 @@ from app.deploy.placement import (
     services_group,
 )
 from app.deploy.profiles import NodeGroup, Profile
-from app.deploy.render import APP_NAME, NODE_EXPORTER_PORT, PROM_DIR, dump_yaml, serve_config
+from app.deploy.render import APP_NAME, NODE_EXPORTER_PORT, PROM_DIR, deploy_serve_config, dump_yaml
 from app.serve_env import SERVE_ENV
 
 RAY_VERSION = "2.60.0"
@@ -149,7 +149,7 @@ def rayservice(profile: Profile) -> dict[str, Any]:
             # a change to serveConfigV2 alone is applied in place (Serve rolls the changed deployments).
             "upgradeStrategy": {"type": "NewCluster"},
             "excludeHeadPodFromServeSvc": True,
-            "serveConfigV2": dump_yaml(serve_config(profile)),
+            "serveConfigV2": dump_yaml(deploy_serve_config(profile)),
             "rayClusterConfig": cluster,
         },
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from app.deploy.bind_args import split_pool_apps
 from app.deploy.placement import placed_gateway
 from app.deploy.profiles import PROFILES_PATH, Profile, load_profile
 
@@ -30,7 +31,8 @@ TARGET_NAMES = ("serve", "kuberay", "launcher")
 
 
 def serve_config(profile: Profile, http_port: int | None = None) -> dict[str, Any]:
-    """A Serve config (``ServeDeploySchema`` shape) running the gateway with the profile's placement."""
+    """A Serve config (``ServeDeploySchema`` shape) running the gateway with the profile's placement, as ONE
+    application (the shape ``split_pool_apps`` starts from; what is committed is ``deploy_serve_config``)."""
     http = dict(profile.http_options)
     if http_port is not None:
         http["port"] = http_port
@@ -45,8 +47,20 @@ def serve_config(profile: Profile, http_port: int | None = None) -> dict[str, An
     return config
 
 
+def deploy_serve_config(profile: Profile, http_port: int | None = None, one_app: bool = False) -> dict[str, Any]:
+    """The Serve config as committed and deployed: each pool its own application (``split_pool_apps``), so
+    ``serve deploy`` with one pool's changed engine argument restarts that pool alone (docs/deploy.md
+    section 9, docs/decisions.md). ``one_app``: everything in one application (any change restarts all)."""
+    config = serve_config(profile, http_port)
+    return config if one_app else split_pool_apps(config)
+
+
 class _Dumper(yaml.SafeDumper):
-    """Block style, except short all-scalar maps/lists (flow style), and multi-line strings as ``|``."""
+    """Block style, except short all-scalar maps/lists (flow style), and multi-line strings as ``|``; no
+    anchors (the per-pool applications share the runtime env and tracing: each app spells them out)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _is_scalar(value: Any) -> bool:
@@ -77,10 +91,15 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
 
 
-def _header(profile: Profile, target: str) -> str:
+def _header(profile: Profile, target: str, one_app: bool = False) -> str:
     lines = [f"# {line}" for line in _wrap(profile.description)]
+    if target in ("serve", "kuberay"):
+        lines.append("# Each pool is its own Serve application (llm-gateway-pool-<name>): a pool's engine change"
+                     " restarts that pool alone." if not one_app else "# One Serve application (--one-app).")
     lines.append(f"# GENERATED from cluster/profiles.yaml (profile {profile.name}) by")
-    lines.append(f"# `llmgw config render --target {target} --profile {profile.name}`: edit the profile instead.")
+    flags = " --one-app" if one_app else ""
+    lines.append(f"# `llmgw config render --target {target} --profile {profile.name}{flags}`: edit the profile "
+                 "instead.")
     return "\n".join(lines) + "\n"
 
 
@@ -95,9 +114,11 @@ def _wrap(text: str, width: int = 110) -> list[str]:
     return [*lines, line] if line else lines
 
 
-def render_data(target: str, profile: Profile, http_port: int | None = None) -> dict[str, Any]:
+def render_data(target: str, profile: Profile, http_port: int | None = None, one_app: bool = False) -> dict[str, Any]:
+    if one_app and target != "serve":
+        raise ValueError("--one-app applies to --target serve only")
     if target == "serve":
-        return serve_config(profile, http_port)
+        return deploy_serve_config(profile, http_port, one_app)
     if target == "kuberay":
         from app.deploy.kuberay import rayservice
 
@@ -110,12 +131,12 @@ def render_data(target: str, profile: Profile, http_port: int | None = None) -> 
 
 
 def render(target: str, profile: str | Profile = "gpu", profiles_path: Path = PROFILES_PATH,
-           http_port: int | None = None) -> str:
+           http_port: int | None = None, one_app: bool = False) -> str:
     """The text of one deploy file."""
     prof = profile if isinstance(profile, Profile) else load_profile(profile, profiles_path)
     if target != "serve" and not prof.node_groups:
         raise ValueError(f"profile {prof.name!r} has no node_groups: only --target serve renders it")
-    return _header(prof, target) + dump_yaml(render_data(target, prof, http_port))
+    return _header(prof, target, one_app) + dump_yaml(render_data(target, prof, http_port, one_app))
 
 
 def render_all(root: Path, profiles_path: Path = PROFILES_PATH) -> list[Path]:

@@ -1,7 +1,8 @@
 """A simulated multi-node cluster on this machine: a head carrying the CPU services' resource and two
 worker nodes carrying `pool_small` / `pool_large` (what the KubeRay GPU groups declare). Each pool's
 replicas land only on its node; killing the small pool's node sends its traffic down the fallback
-chain (answered by the large pool) and it comes back once a node with `pool_small` rejoins."""
+chain (answered by the large pool) and it comes back once a node with `pool_small` rejoins. Deployed as
+committed: each pool its own Serve application."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from app.deploy.bind_args import pool_app_name, split_pool_apps
 from app.deploy.placement import SERVICE_SECTIONS, SERVICES_RESOURCE, pool_resource
 from app.deploy.profiles import load_profile
 from app.deploy.render import serve_config
@@ -28,7 +30,7 @@ def _pinned_cpu_config(port: int) -> dict:
             SERVICES_RESOURCE: 1}
     args["fallback"].update(pool_first_chunk_timeout_s=4, breaker={"failure_threshold": 2, "cooldown_s": 5},
                             retry={"attempts": 2, "base_delay_s": 0.05, "max_delay_s": 0.5, "deadline_s": 20})
-    return config
+    return split_pool_apps(config)
 
 
 def _stream(url: str, i: int) -> tuple[int, str]:
@@ -60,11 +62,13 @@ def test_pools_on_their_nodes_and_fallback_when_a_pool_node_dies() -> None:
         small_node = cluster.add_node("small", num_cpus=1, resources={pool_resource("small"): 1})
         large_node = cluster.add_node("large", num_cpus=1, resources={pool_resource("large"): 1})
         head_node = next(n["node_id"] for n in cluster.list_nodes() if n["is_head_node"])
-        cluster.deploy(_pinned_cpu_config(port))
-        cluster.wait_healthy(timeout=480)
+        config = _pinned_cpu_config(port)
+        cluster.deploy(config)
+        for app in config["applications"]:
+            cluster.wait_healthy(app=app["name"], timeout=480)
 
-        assert cluster.replica_nodes("pool-small") == {small_node}
-        assert cluster.replica_nodes("pool-large") == {large_node}
+        assert cluster.replica_nodes("pool-small", app=pool_app_name("llm-gateway", "small")) == {small_node}
+        assert cluster.replica_nodes("pool-large", app=pool_app_name("llm-gateway", "large")) == {large_node}
         for deployment in ("Ingress", "Router", "CacheDeployment"):
             assert cluster.replica_nodes(deployment) == {head_node}, deployment
 
@@ -79,7 +83,7 @@ def test_pools_on_their_nodes_and_fallback_when_a_pool_node_dies() -> None:
         assert {path for _, path in during} == {"pool:large"}, during
 
         cluster.add_node("small-2", num_cpus=1, resources={pool_resource("small"): 1})
-        cluster.wait_healthy(timeout=300)
+        cluster.wait_healthy(app=pool_app_name("llm-gateway", "small"), timeout=300)
         after = _until(url, "pool:small", timeout=90)
         assert all(status == 200 for status, _ in after), after
     finally:

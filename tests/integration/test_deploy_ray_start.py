@@ -1,6 +1,7 @@
 """The one-VM recipe, for real: `ray start --head` (own port and temp dir, the machine's 2 CPUs) and
-`serve deploy` of the rendered CPU config bring the gateway up; it answers; `serve status` shows every
-deployment HEALTHY; `serve shutdown` removes it and stopping the node leaves no process behind."""
+`serve deploy` of the rendered CPU config (as committed: each pool its own application) bring the gateway
+up; it answers; `serve status` shows every deployment HEALTHY; `serve shutdown` removes it and stopping the
+node leaves no process behind."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from app.deploy.profiles import load_profile
-from app.deploy.render import serve_config
+from app.deploy.render import deploy_serve_config
 from loadtests.local_cluster import LocalCluster, ask, free_port
 
 pytestmark = pytest.mark.slow
@@ -22,12 +23,14 @@ def test_ray_start_head_and_serve_deploy_cpu_config() -> None:
     cluster = LocalCluster()
     try:
         cluster.start_head()  # no --num-cpus: what `ray start --head` counts here (2 on this machine)
-        config = serve_config(load_profile("cpu"), http_port=port)
+        config = deploy_serve_config(load_profile("cpu"), http_port=port)
+        names = [app["name"] for app in config["applications"]]
+        assert names == ["llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"]
         path = cluster.temp_dir / "serve_config.cpu.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         cluster.deploy(path)
-        status = cluster.wait_healthy(timeout=420)
-        assert set(status["deployments"]) >= {"Ingress", "Router", "CacheDeployment", "pool-small", "pool-large"}
+        deployments = {d for name in names for d in cluster.wait_healthy(app=name, timeout=420)["deployments"]}
+        assert deployments >= {"Ingress", "Router", "CacheDeployment", "pool-small", "pool-large"}
 
         url = f"http://127.0.0.1:{port}"
         for model, pool in (("small", "small"), ("large", "large")):
@@ -39,7 +42,7 @@ def test_ray_start_head_and_serve_deploy_cpu_config() -> None:
 
         cluster.serve("shutdown", "-y")
         apps = cluster.status().get("applications", {})
-        assert "llm-gateway" not in apps or apps["llm-gateway"]["status"] in {"DELETING", "NOT_STARTED"}
+        assert all(n not in apps or apps[n]["status"] in {"DELETING", "NOT_STARTED"} for n in names), apps
     finally:
         leftovers = cluster.shutdown()
         cluster.cleanup()

@@ -6,16 +6,19 @@ Checked with Ray's own ``get_app_code_version``."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 from ray.serve._private.deploy_utils import get_app_code_version
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ServeDeploySchema
 
-from app.deploy.bind_args import POOL_APPS_KEY, split_pool_apps
+from app.deploy.bind_args import POOL_APPS_KEY, gateway_args, split_pool_apps
 from app.deploy.profiles import load_profile
 from app.deploy.render import serve_config
 from app.graph import build_app, build_pool_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _base(batch: bool = False) -> dict:
@@ -83,18 +86,53 @@ def test_split_apps_build_and_reach_each_other() -> None:
     assert pool._deployment_config.autoscaling_config.max_replicas == 1
 
 
-def test_render_cli_pool_apps() -> None:
+def test_render_cli_splits_by_default_and_one_app_on_request() -> None:
     import yaml
     from typer.testing import CliRunner
 
     from app.deploy.cli import config_app
 
-    out = CliRunner().invoke(config_app, ["--target", "serve", "--profile", "cpu", "--pool-apps"])
+    out = CliRunner().invoke(config_app, ["--target", "serve", "--profile", "cpu"])
     assert out.exit_code == 0, out.output
     schema = ServeDeploySchema.model_validate(yaml.safe_load(out.output))
     assert [a.name for a in schema.applications] == ["llm-gateway", "llm-gateway-pool-small", "llm-gateway-pool-large"]
-    refused = CliRunner().invoke(config_app, ["--target", "kuberay", "--pool-apps"])
+    one = CliRunner().invoke(config_app, ["--target", "serve", "--profile", "cpu", "--one-app"])
+    assert one.exit_code == 0, one.output
+    assert [a["name"] for a in yaml.safe_load(one.output)["applications"]] == ["llm-gateway"]
+    refused = CliRunner().invoke(config_app, ["--target", "kuberay", "--one-app"])
     assert refused.exit_code != 0
+
+
+COMMITTED = {"serve_config.cpu.yaml": "cpu", "serve_config.yaml": "gpu", "cluster/kuberay/rayservice.yaml": "gpu"}
+
+
+def _committed_serve(rel: str) -> dict:
+    import yaml
+
+    data = yaml.safe_load((ROOT / rel).read_text())
+    return yaml.safe_load(data["spec"]["serveConfigV2"]) if data.get("kind") == "RayService" else data
+
+
+@pytest.mark.parametrize("rel", sorted(COMMITTED))
+def test_committed_configs_are_split_and_join_back_to_the_whole_config(rel: str) -> None:
+    """What users `serve deploy` (and KubeRay applies) has each pool as its own app; reading the file back
+    (load_config, llmgw run) gives the whole GatewayConfig, every pool's engine and placement included."""
+    data = _committed_serve(rel)
+    gateway, *pools = data["applications"]
+    assert [a["name"] for a in pools] == ["llm-gateway-pool-small", "llm-gateway-pool-large"]
+    assert all(a["import_path"] == "app.graph:build_pool_app" and a["route_prefix"] is None for a in pools)
+    assert all(a.get("runtime_env") == gateway.get("runtime_env") for a in pools)  # metrics dir, offline HF
+    assert all("autoscaling_config" not in p for p in gateway["args"]["pools"])  # no engine tuning in the gateway
+    assert gateway_args(data) == serve_config(load_profile(COMMITTED[rel]))["applications"][0]["args"]
+    with pytest.raises(ValueError, match="already split"):
+        split_pool_apps(data)
+
+
+def test_a_split_config_naming_a_missing_pool_app_is_refused() -> None:
+    split = split_pool_apps(_base())
+    split["applications"] = split["applications"][:2]
+    with pytest.raises(ValueError, match="llm-gateway-pool-large"):
+        gateway_args(split)
 
 
 def test_max_surge_percent_reaches_the_pool_deployment_only() -> None:
@@ -103,3 +141,4 @@ def test_max_surge_percent_reaches_the_pool_deployment_only() -> None:
     large = build_pool_app(split["applications"][2]["args"])._bound_deployment
     assert small._deployment_config.max_surge_percent == 100 and large._deployment_config.max_surge_percent == 0
     assert "max_surge_percent" not in split["applications"][0]["args"]["pools"][0]
+
