@@ -1,20 +1,29 @@
-"""What shadow traffic adds to the client's latency, end to end through the real graph (tiny models).
+"""What shadow traffic adds to the client's latency, through the real graph, shadow on and off in one run.
 
-    flock /tmp/llmgw-graph.lock nice -n 19 python -m loadtests.bench.shadow_gateway \
-        [--requests 240] [--concurrency 4] [--max-tokens 16] [--shadow-model small]
+    flock /tmp/llmgw-graph.lock nice -n 19 .venv/bin/python -m loadtests.bench.shadow_gateway \
+        [--engine echo|tiny] [--rate 25] [--requests 6000] [--block-s 3] [--settle-s 0.75] [--sample-rate 1.0]
 
-Starts the gateway (tests/gateway_test_config.yaml, port 8014, registry in memory), creates two prompts of
-two versions each, each in an A/B experiment (100 % control): ``exp-off`` without a shadow, ``exp-on`` with
-a shadow of version 2 (``--sample-rate``, default every request; on the pool ``--shadow-model``). In one run:
+Starts the gateway (tests/gateway_test_config.yaml, port 8014, registry in memory; ``--engine echo``, the
+default, puts both pools on the instant echo engine so only the gateway's own work shows and thousands of
+requests are cheap; ``tiny`` keeps the tiny vLLM models). Two prompts with identical templates, each in an
+A/B experiment with one 100 % control variant; only ``exp-on``'s experiment has a shadow (version 2, same
+pool, ``--sample-rate``, default every request). Streaming chat at a fixed arrival rate (open loop: latency
+counts from the scheduled send time), in two phases:
 
-1. interleaved: a closed loop of ``concurrency`` streaming clients, the two prompts alternating request
-   by request, so the machine's noise and the engine load of the shadow runs hit both arms alike: the
-   difference is what a shadow costs on the client's own path (the target: added p99 <= 5 ms);
-2. sequential: the same load with no shadow anywhere, then with every request shadowed: this also
-   shows the extra engine work the shadow runs bring onto the shared pool.
+1. ``per request``: the arm (prompt) is drawn per request, one of each in every consecutive pair. Both arms
+   carry the same background load of shadows, so the difference is what the shadow costs on the shadowed
+   request's own path (the finisher's submit and anything that runs before its last byte).
+2. ``blocks``: the arm alternates by block of ``--block-s`` seconds (ABBA order); the first ``--settle-s``
+   of every block are sent but not counted (the previous block's shadows start 0.25 s after their answers).
+   Here the shadowed block also carries its shadows' CPU and event-loop work, so the difference is all a
+   shadow costs the clients: its own path plus its competition for the ingress and the pool.
 
-Prints p50 / p99 / TTFT per arm side by side, the added p99 with a 95 % bootstrap interval and the
-shadow outcomes (``llmgw_shadow_runs``); writes .cache/bench/shadow_gateway.json.
+Each phase's added p50 / p99 (shadowed − not) gets a 95 % paired bootstrap interval that resamples whole
+time units holding both arms (loadtests/bench/shadow_stats.py); each phase is reported over all units and
+over the "quiet" ones, where the load generator itself never fell more than ``--max-late-ms`` behind (the
+machine starving this process, e.g. other work on a shared box; the criterion does not look at the arm,
+and the client process runs no shadow). Prints the table, writes
+.cache/bench/shadow_gateway.json and a PNG of both arms' latency distributions (``--png``).
 """
 
 from __future__ import annotations
@@ -23,84 +32,102 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import httpx
-import numpy as np
 import yaml
+
+from loadtests.bench.shadow_stats import Sample, phase_report, plot, quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8014
 CHAT = "/v1/chat/completions"
 TEMPLATE = {"messages": [{"role": "system", "content": "You help {{ customer }} with {{ product }}."}],
             "variables": {"customer": {"type": "string"}, "product": {"type": "string"}}}
+ARMS = {"on": "exp-on", "off": "exp-off"}
+UNIT_S = 2.0  # per-request phase: the bootstrap's unit (both arms, ~2 s of the machine's state)
 
 
-async def one(client: httpx.AsyncClient, tenant: str, prompt: str, i: int, max_tokens: int) -> tuple[float, float]:
-    """One streaming request through the gateway: (total seconds until [DONE], TTFT seconds)."""
+def echo_pools() -> list[dict]:
+    """Both pools on the instant echo engine (what loadtests/bench/echo_gateway.yaml runs)."""
+    return [{"name": name, "engine_kind": "echo",
+             "engine": {"model": f"echo-{name}", "served_model_name": f"echo-{name}"},
+             "max_ongoing_requests": 1000, "ray_actor_options": {"num_cpus": 0.25},
+             "autoscaling_config": {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 256}}
+            for name in ("small", "large")]
+
+
+async def one(session: aiohttp.ClientSession, url: str, tenant: str, arm: str, i: int, max_tokens: int,
+              scheduled: float) -> tuple[float, float, bool]:
+    """One streaming request: (ms from its scheduled send time to [DONE], TTFT ms, ok)."""
     body = {"model": "small", "max_tokens": max_tokens, "stream": True, "cache": False, "user": f"u{i}",
-            "messages": [{"role": "user", "content": f"Question number {i}: where is my order?"}],
-            "prompt_ref": {"name": prompt, "variables": {"customer": "Ann", "product": "Ray"}}}
-    t0 = time.perf_counter()
+            "messages": [{"role": "user", "content": f"Question {i}: where is my order, and when will it arrive?"}],
+            "prompt_ref": {"name": ARMS[arm], "variables": {"customer": "Ann", "product": "Ray"}}}
     ttft = None
-    async with client.stream("POST", CHAT, json=body, headers={"x-llmgw-tenant": tenant}) as resp:
-        if resp.status_code != 200:
-            raise RuntimeError(f"{resp.status_code}: {(await resp.aread())[:300]!r}")
-        async for line in resp.aiter_lines():
-            if ttft is None and line.startswith("data: {") and '"content"' in line:
-                ttft = time.perf_counter() - t0
-    total = time.perf_counter() - t0
-    return total, ttft if ttft is not None else total
+    ok = False
+    try:
+        async with session.post(url + CHAT, json=body, headers={"x-llmgw-tenant": tenant}) as resp:
+            async for raw in resp.content:
+                line = raw.decode("utf-8", "replace")
+                if ttft is None and line.startswith("data: {") and '"content"' in line:
+                    ttft = time.perf_counter() - scheduled
+                if line.startswith("data: [DONE]"):
+                    ok = resp.status == 200
+    except aiohttp.ClientError:
+        ok = False
+    total = time.perf_counter() - scheduled
+    return total * 1000, (ttft if ttft is not None else total) * 1000, ok
 
 
-def summary(rows: list[tuple[float, float]]) -> dict[str, float]:
-    total = np.array([r[0] for r in rows]) * 1000
-    ttft = np.array([r[1] for r in rows]) * 1000
-    return {"n": len(rows), "p50_ms": round(float(np.percentile(total, 50)), 1),
-            "p99_ms": round(float(np.percentile(total, 99)), 1),
-            "ttft_p50_ms": round(float(np.percentile(ttft, 50)), 1),
-            "ttft_p99_ms": round(float(np.percentile(ttft, 99)), 1)}
-
-
-async def interleaved(url: str, tenant: str, n: int, concurrency: int, max_tokens: int) -> dict[str, list]:
-    """Closed loop, ``concurrency`` clients, the arms alternating request by request (``2 n`` in all), so
-    the machine's noise and every shadow run's load hit both arms alike."""
-    out: dict[str, list] = {"exp-off": [], "exp-on": []}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(2 * n):
-        queue.put_nowait(i)
-    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                arm = ("exp-off", "exp-on")[i % 2]
-                out[arm].append(await one(client, tenant, arm, i, max_tokens))
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+def schedule(phase: str, n: int, rate: float, block_s: float, settle_s: float, seed: int) -> list[tuple]:
+    """[(offset s, arm, unit, keep)] for ``n`` requests at ``rate`` per second."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = i / rate
+        if phase == "per request":
+            if i % 2 == 0:
+                first = rng.choice(("on", "off"))
+            arm = first if i % 2 == 0 else ("off" if first == "on" else "on")
+            out.append((t, arm, int(t // UNIT_S), True))
+        else:
+            block = int(t // block_s)
+            arm = "off" if block % 4 in (0, 3) else "on"  # ABBA: a linear drift hits both arms alike
+            out.append((t, arm, block // 2, t - block * block_s >= settle_s))
     return out
 
 
-def p99_diff_ci(on: list, off: list, rounds: int = 2000, q: float = 99) -> tuple[float, float]:
-    """95 % bootstrap interval of the q-th percentile of ``on`` minus that of ``off``, in ms."""
-    rng = np.random.default_rng(0)
-    a, b = np.array([r[0] for r in on]) * 1000, np.array([r[0] for r in off]) * 1000
-    diffs = [np.percentile(rng.choice(a, a.size), q) - np.percentile(rng.choice(b, b.size), q)
-             for _ in range(rounds)]
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return round(float(lo), 1), round(float(hi), 1)
+async def run_phase(url: str, tenant: str, plan: list[tuple], max_tokens: int) -> tuple[list[Sample], float]:
+    """Send ``plan`` open loop; the samples and how late the sender fell behind at worst (s)."""
+    conn = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    samples: list[Sample | None] = [None] * len(plan)
+    late = 0.0
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        async def fire(k: int, scheduled: float, late_s: float) -> None:
+            _, arm, unit, keep = plan[k]
+            total, ttft, ok = await one(session, url, tenant, arm, k, max_tokens, scheduled)
+            samples[k] = Sample(arm, unit, keep, total, ttft, ok, late_s * 1000)
+
+        t0 = time.perf_counter() + 0.05
+        tasks = []
+        for k, (offset, *_rest) in enumerate(plan):
+            delay = t0 + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            late = max(late, -delay)
+            tasks.append(asyncio.create_task(fire(k, t0 + offset, max(0.0, -delay))))
+        await asyncio.gather(*tasks)
+    return [s for s in samples if s is not None], late
 
 
-async def closed_loop(url: str, tenant: str, prompt: str, n: int, concurrency: int, max_tokens: int) -> list:
-    sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-        async def worker(i: int):
-            async with sem:
-                return await one(client, tenant, prompt, i, max_tokens)
-
-        return list(await asyncio.gather(*(worker(i) for i in range(n))))
+def _admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {os.environ['LLMGW_ADMIN_KEY']}"}
 
 
 def shadow_runs(url: str) -> dict[str, float]:
@@ -111,38 +138,68 @@ def shadow_runs(url: str) -> dict[str, float]:
     return out
 
 
-def _admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {os.environ['LLMGW_ADMIN_KEY']}"}
-
-
-def setup(url: str, tenant: str, shadow_model: str | None, sample_rate: float) -> None:
+def setup(url: str, tenant: str, sample_rate: float) -> None:
+    """Two prompts (versions 1 and 2, identical), each in a 100 % control experiment; only exp-on shadows."""
     def call(method: str, path: str, body: dict) -> None:
         r = httpx.request(method, f"{url}{path}", json=body, headers=_admin(), timeout=60)
         if r.status_code != 200:
             raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:300]}")
 
-    shadow = {"version": 2, "sample_rate": sample_rate, "budget_usd": 1000.0}
-    if shadow_model:
-        shadow["model"] = shadow_model
-    for name in ("exp-off", "exp-on"):
+    for name in ARMS.values():
         call("POST", "/admin/prompts", {"tenant": tenant, "name": name, "template": TEMPLATE, "labels": ["production"]})
         call("POST", "/admin/prompts", {"tenant": tenant, "name": name, "template": TEMPLATE})
         spec = {"tenant": tenant, "name": f"{name}-x", "prompt": name, "key": "request",
                 "variants": [{"name": "control", "weight": 100}]}
         if name == "exp-on":
-            spec["shadow"] = shadow
+            spec["shadow"] = {"version": 2, "sample_rate": sample_rate, "budget_usd": 1000.0}
         call("POST", "/admin/experiments", spec)
 
 
+def gateway_config(args: argparse.Namespace) -> dict:
+    config = yaml.safe_load((ROOT / "tests/gateway_test_config.yaml").read_text())
+    config["batch"] = {"enabled": False}
+    config["observability"] = {"canary": {"enabled": False}}
+    # a machine stall must not turn into fallbacks to the other pool (the test config's 4 s would): same path
+    config["fallback"]["pool_first_chunk_timeout_s"] = 30
+    if args.engine == "echo":
+        config["pools"] = echo_pools()
+    shadow_cfg = config.setdefault("prompts", {}).setdefault("shadow", {})
+    for key, value in (("max_concurrency", args.shadow_concurrency), ("start_delay_s", args.start_delay)):
+        if value is not None:
+            shadow_cfg[key] = value
+    return config
+
+
+def print_report(reports: dict[str, dict], runs: dict[str, dict]) -> None:
+    print(f"{'phase':26}{'arm':11}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'ttft p99':>10}")
+    for phase, rep in reports.items():
+        for arm, label in (("off", "no shadow"), ("on", "shadowed")):
+            r = rep[arm]
+            print(f"{phase:26}{label:11}{r['n']:>6}{r.get('p50_ms', '-'):>9}{r.get('p95_ms', '-'):>9}"
+                  f"{r.get('p99_ms', '-'):>9}{r.get('max_ms', '-'):>9}{r.get('ttft_p99_ms', '-'):>10}")
+        for q in (50, 99):
+            d = rep[f"added_p{q}_ms"]
+            print(f"{'':26}added p{q}: {d['point']:+.2f} ms, 95 % CI [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
+        print(f"{'':26}units {rep['units']}, shadow runs: {runs[phase]}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=240, help="per arm and phase")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--shadow-model", default=None, help="the candidate's pool (default: the served one)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=("echo", "tiny"), default="echo")
+    parser.add_argument("--rate", type=float, default=25.0, help="requests per second (open loop)")
+    parser.add_argument("--requests", type=int, default=6000, help="per phase")
+    parser.add_argument("--phases", default="per request,blocks")
+    parser.add_argument("--block-s", type=float, default=3.0)
+    parser.add_argument("--settle-s", type=float, default=0.75)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--sample-rate", type=float, default=1.0, help="the shadow's sample_rate")
     parser.add_argument("--shadow-concurrency", type=int, default=None, help="prompts.shadow.max_concurrency")
     parser.add_argument("--start-delay", type=float, default=None, help="prompts.shadow.start_delay_s")
-    parser.add_argument("--sample-rate", type=float, default=1.0, help="the shadow's sample_rate")
+    parser.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--png", type=Path, default=ROOT / ".cache/bench/shadow_gateway.png")
+    parser.add_argument("--label", default="", help="a note for the figure's title")
+    parser.add_argument("--max-late-ms", type=float, default=50.0,
+                        help="quiet units: the load generator never further behind schedule than this")
     args = parser.parse_args()
 
     from ray import serve
@@ -151,61 +208,45 @@ def main() -> None:
 
     os.chdir(ROOT)
     os.environ.setdefault("LLMGW_ADMIN_KEY", "sk-llmgw-bench-admin-" + uuid.uuid4().hex)
-    ensure_tiny_models()
-    config = yaml.safe_load((ROOT / "tests/gateway_test_config.yaml").read_text())
-    config["batch"] = {"enabled": False}
-    config["observability"] = {"canary": {"enabled": False}}
-    shadow_cfg = config.setdefault("prompts", {}).setdefault("shadow", {})
-    if args.shadow_concurrency:
-        shadow_cfg["max_concurrency"] = args.shadow_concurrency
-    if args.start_delay is not None:
-        shadow_cfg["start_delay_s"] = args.start_delay
-    start_gateway(config, port=PORT)
+    if args.engine == "tiny":
+        ensure_tiny_models()
+    start_gateway(gateway_config(args), port=PORT)
     url = f"http://127.0.0.1:{PORT}"
     tenant = f"shadow-bench-{uuid.uuid4().hex[:6]}"
+    phases: dict[str, list[Sample]] = {}
+    runs: dict[str, dict] = {}
+    late: dict[str, float] = {}
     try:
-        setup(url, tenant, args.shadow_model, args.sample_rate)
-        asyncio.run(closed_loop(url, tenant, "exp-off", 2 * args.concurrency, args.concurrency, args.max_tokens))
-        before = shadow_runs(url)
-        mixed = asyncio.run(interleaved(url, tenant, args.requests, args.concurrency, args.max_tokens))
-        mid = shadow_runs(url)
-        off = asyncio.run(closed_loop(url, tenant, "exp-off", args.requests, args.concurrency, args.max_tokens))
-        time.sleep(2)  # the last shadows of the interleaved phase drain
-        on = asyncio.run(closed_loop(url, tenant, "exp-on", args.requests, args.concurrency, args.max_tokens))
-        after = shadow_runs(url)
+        setup(url, tenant, args.sample_rate)
+        warm = schedule("per request", min(400, args.requests), args.rate, args.block_s, args.settle_s, seed=99)
+        asyncio.run(run_phase(url, tenant, warm, args.max_tokens))
+        for seed, phase in enumerate(p.strip() for p in args.phases.split(",")):
+            time.sleep(2)  # the previous phase's shadows drain
+            before = shadow_runs(url)
+            plan = schedule(phase, args.requests, args.rate, args.block_s, args.settle_s, seed)
+            phases[phase], late[phase] = asyncio.run(run_phase(url, tenant, plan, args.max_tokens))
+            time.sleep(2)
+            after = shadow_runs(url)
+            runs[phase] = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
     finally:
         serve.shutdown()
-    rows = {"interleaved, no shadow": summary(mixed["exp-off"]), "interleaved, shadowed": summary(mixed["exp-on"]),
-            "sequential, no shadow": summary(off), "sequential, shadowed": summary(on)}
-    runs = {"interleaved": {k: mid.get(k, 0) - before.get(k, 0) for k in mid},
-            "sequential": {k: after.get(k, 0) - mid.get(k, 0) for k in after}}
-    result = {"rows": rows, "shadow_runs": runs, "args": vars(args),
-              "added_p99_ms_interleaved": round(rows["interleaved, shadowed"]["p99_ms"]
-                                                - rows["interleaved, no shadow"]["p99_ms"], 1),
-              "added_p99_ms_sequential": round(rows["sequential, shadowed"]["p99_ms"]
-                                               - rows["sequential, no shadow"]["p99_ms"], 1),
-              "added_p99_ci95_interleaved": p99_diff_ci(mixed["exp-on"], mixed["exp-off"]),
-              "added_p99_ci95_sequential": p99_diff_ci(on, off),
-              "added_p50_ms_interleaved": round(rows["interleaved, shadowed"]["p50_ms"]
-                                                - rows["interleaved, no shadow"]["p50_ms"], 1),
-              "added_p50_ci95_interleaved": p99_diff_ci(mixed["exp-on"], mixed["exp-off"], q=50),
-              "raw_ms": {"interleaved_off": [round(r[0] * 1000, 1) for r in mixed["exp-off"]],
-                         "interleaved_on": [round(r[0] * 1000, 1) for r in mixed["exp-on"]],
-                         "sequential_off": [round(r[0] * 1000, 1) for r in off],
-                         "sequential_on": [round(r[0] * 1000, 1) for r in on]}}
-    print(f"{'':26}{'n':>5}{'p50 ms':>9}{'p99 ms':>9}{'ttft p50':>10}{'ttft p99':>10}")
-    for name, row in rows.items():
-        print(f"{name:26}{row['n']:>5}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['ttft_p50_ms']:>10}"
-              f"{row['ttft_p99_ms']:>10}")
-    print(f"added p99: interleaved {result['added_p99_ms_interleaved']:+} ms "
-          f"(95 % CI {result['added_p99_ci95_interleaved']}), sequential {result['added_p99_ms_sequential']:+} ms "
-          f"(95 % CI {result['added_p99_ci95_sequential']}) (target <= 5 ms)")
-    print(f"added p50, interleaved: {result['added_p50_ms_interleaved']:+} ms "
-          f"(95 % CI {result['added_p50_ci95_interleaved']})")
-    print(f"shadow runs: {runs}")
+    reports = {phase: phase_report(samples, args.rounds) for phase, samples in phases.items()}
+    quiet_phases = {f"{phase}, quiet units": quiet(samples, args.max_late_ms) for phase, samples in phases.items()}
+    reports.update({phase: phase_report(samples, args.rounds) for phase, samples in quiet_phases.items()})
+    runs.update({phase: runs[phase.split(",")[0]] for phase in quiet_phases})
+    print_report(reports, runs)
+    print(f"sender late at worst: {late}")
+    title = (f"shadow on vs off, {args.engine} engine, {args.rate:g} req/s open loop, sample_rate {args.sample_rate:g}"
+             f"{', ' + args.label if args.label else ''} (95 % paired bootstrap CI)")
+    plot({**phases, **quiet_phases}, reports, args.png, title)
     out = ROOT / ".cache/bench/shadow_gateway.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reports": reports,
+                               "shadow_runs": runs, "sender_late_s": late,
+                               "raw": {p: [[s.arm, s.unit, s.keep, round(s.total_ms, 2), s.ok, round(s.late_ms, 1)]
+                                           for s in samples]
+                                       for p, samples in phases.items()}}, indent=1))
+    print(f"wrote {out} and {args.png}")
 
 
 if __name__ == "__main__":
