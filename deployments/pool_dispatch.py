@@ -1,18 +1,19 @@
-"""Unary pool calls that cannot start in time fail over instead of waiting ``request_timeout_s``.
+"""Pool calls that cannot start in time fail over instead of waiting at Serve's handle.
 
 Serve queues a handle call while the deployment has no replica with room (none running: a rolling
-update, a restart, a lost node; or all at ``max_ongoing_requests``). A stream gives up after
-``fallback.pool_first_chunk_timeout_s`` without a first token; a unary call has no first token, so
-it is bounded by its *dispatch*: if no replica has taken the request within
+update, a restart, a lost node; or all at ``max_ongoing_requests``). Every pool call, unary or stream,
+is bounded by its *dispatch*: if no replica has taken the request within
 ``fallback.pool_dispatch_timeout_s``, the queued call is cancelled and the step fails (not retried on
-the same pool) so the chain moves on (other pool, providers, stale cache). Once a replica has it,
-the call may run as long as ``ingress.request_timeout_s`` allows: long generations are unaffected.
+the same pool) so the chain moves on (other pool, providers, stale cache). Once a replica has it, a
+unary call may run as long as ``ingress.request_timeout_s`` allows and a stream waits up to
+``fallback.pool_first_chunk_timeout_s`` for its first token (retried, as a slow engine may recover).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
@@ -40,13 +41,47 @@ async def await_assignment(response: Any, timeout_s: float | None) -> None:
                              code="pool_unavailable")
 
 
+class DispatchBoundedStream:
+    """A pool stream whose first item waits at most ``timeout_s`` for Serve to hand the call to a replica."""
+
+    def __init__(self, stream: AsyncIterator[GenerationChunk], response: Any, timeout_s: float | None) -> None:
+        self.stream, self.response, self.timeout_s = stream, response, timeout_s
+        self._assigned = timeout_s is None
+
+    def __aiter__(self) -> DispatchBoundedStream:
+        return self
+
+    async def __anext__(self) -> GenerationChunk:
+        if not self._assigned:
+            await await_assignment(self.response, self.timeout_s)
+            self._assigned = True
+        return await anext(self.stream)
+
+    def cancel(self) -> None:
+        cancel = getattr(self.stream, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.cancel()
+
+
 class DispatchBoundedPools(PoolHandles):
-    """The ingress's pools: unary calls bounded by their dispatch (streams as ``PoolHandles``)."""
+    """The ingress's pools: unary calls and streams bounded by their dispatch."""
 
     def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True,
                  dispatch_timeout_s: float | None = None) -> None:
         super().__init__(handles, relay=relay)
         self.dispatch_timeout_s = dispatch_timeout_s
+
+    def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        inner = super().stream(pool, req)
+        response = getattr(inner, "serve_stream", inner)  # the relay's Serve call, or the handle stream itself
+        return DispatchBoundedStream(inner, response, self.dispatch_timeout_s)
 
     async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
         response = self.handles[pool].generate.remote(req, inject_context())
@@ -54,4 +89,4 @@ class DispatchBoundedPools(PoolHandles):
         return await response
 
 
-__all__ = ["DispatchBoundedPools", "await_assignment"]
+__all__ = ["DispatchBoundedPools", "DispatchBoundedStream", "await_assignment"]
