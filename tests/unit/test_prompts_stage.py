@@ -209,3 +209,18 @@ async def test_attach_shadow_after_the_backends_exist() -> None:
 
     runner = wiring.attach_shadow(generate)
     assert wiring.outcome.shadow is runner and runner.max_concurrency == config().prompts.shadow.max_concurrency
+
+
+async def test_template_model_and_sampling_fill_only_what_the_client_left_unset() -> None:
+    pipe, _pools, registry, *_ = await setup()
+    await registry.create("acme", "tuned", {**template(), "model": "large",
+                                            "sampling": {"temperature": 0.2, "max_tokens": 5, "stop": ["END"]}},
+                          labels=["production"])
+    ref = {**REF, "name": "tuned"}
+    c = ctx(ref, model="auto")
+    await drain(pipe, c)
+    assert c.pool == "large" and c.parsed.model == "large"
+    assert (c.gen.sampling.temperature, c.gen.sampling.max_tokens, c.gen.sampling.stop) == (0.2, 5, ["END"])
+    c = ctx(ref, temperature=0.9, max_tokens=3)  # model "small" named by the client: kept, as are its settings
+    await drain(pipe, c)
+    assert c.pool == "small" and (c.gen.sampling.temperature, c.gen.sampling.max_tokens) == (0.9, 3)
