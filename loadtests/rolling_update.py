@@ -88,7 +88,8 @@ def _set(args: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num_cpus: int = 4,
-        overrides: dict[str, Any] | None = None, small_replicas: int = 1, pool_apps: bool = True) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, small_replicas: int = 1, pool_apps: bool = True,
+        small_surge: int | None = None) -> dict[str, Any]:
     from app.cli import ensure_tiny_models
 
     ensure_tiny_models()
@@ -100,6 +101,8 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
     for pool in base["applications"][0]["args"]["pools"]:
         if pool["name"] == "small":
             pool["autoscaling_config"].update(min_replicas=small_replicas, max_replicas=small_replicas)
+            if small_surge is not None:  # Serve starts the replacement before it stops the old replica
+                pool["max_surge_percent"] = small_surge
     changed = copy.deepcopy(base)
     small = next(p for p in changed["applications"][0]["args"]["pools"] if p["name"] == "small")
     small["engine"]["max_num_seqs"] = small["engine"].get("max_num_seqs", 64) // 2  # the engine must restart
@@ -157,6 +160,7 @@ def run(duration_s: float = 150, concurrency: int = 4, warmup_s: float = 15, num
         "leftover_processes": leftovers,
         "concurrency": concurrency,
         "pool_apps": pool_apps,
+        "small_surge_percent": small_surge,
     }
 
 
@@ -170,11 +174,14 @@ def main() -> None:
                         help="override a gateway arg of the cpu profile (repeatable)")
     parser.add_argument("--one-app", action="store_true",
                         help="everything in one Serve application (default: each pool its own, as committed)")
+    parser.add_argument("--small-surge", type=int, default=None, metavar="PERCENT",
+                        help="max_surge_percent of the small pool (needs a free CPU for the replacement)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     result = run(args.duration, args.concurrency, num_cpus=args.num_cpus, overrides=overrides,
-                 small_replicas=args.small_replicas, pool_apps=not args.one_app)
+                 small_replicas=args.small_replicas, pool_apps=not args.one_app,
+                 small_surge=args.small_surge)
     result["overrides"] = overrides
     text = json.dumps(result, indent=2)
     print(text)

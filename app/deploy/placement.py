@@ -86,15 +86,24 @@ def group_labels(profile: Profile, group: NodeGroup) -> dict[str, str]:
     return labels
 
 
+def surge_replicas(percent: int | None, replicas: int) -> int:
+    """Replicas Serve may start beyond ``replicas`` on a restart with ``max_surge_percent`` (its integer ceiling)."""
+    return ((percent or 0) * replicas + 99) // 100
+
+
 def group_bounds(profile: Profile, group: NodeGroup) -> tuple[int, int]:
-    """(min, max) nodes: a pool's group follows the pool's autoscaling bounds; others as written."""
+    """(min, max) nodes: a pool's group follows the pool's autoscaling bounds, its max raised by the pool's
+    ``max_surge_percent`` (the replacements Serve starts before stopping old replicas need nodes even at
+    ``max_replicas``); other groups as written."""
     pool = _pool_on(profile, group)
     if pool is None:
         return group.min_workers or 0, group.max_workers if group.max_workers is not None else 1
-    scaling = profile.gateway_config().pool(pool).autoscaling_config
+    cfg = profile.gateway_config().pool(pool)
+    scaling = cfg.autoscaling_config
     per_node = replicas_per_node(profile, group)
     low = math.ceil(scaling.get("min_replicas", 1) / per_node)
-    high = math.ceil(scaling.get("max_replicas", scaling.get("min_replicas", 1)) / per_node)
+    most = scaling.get("max_replicas", scaling.get("min_replicas", 1))
+    high = math.ceil((most + surge_replicas(cfg.max_surge_percent, most)) / per_node)
     return low, high
 
 

@@ -16,7 +16,13 @@ import yaml
 from typer.testing import CliRunner
 
 from app.config import REDIS_URL_ENV, load_config
-from app.deploy.placement import SERVICES_RESOURCE, pool_resource, required_secret_envs, secret_envs
+from app.deploy.placement import (
+    SERVICES_RESOURCE,
+    pool_resource,
+    required_secret_envs,
+    secret_envs,
+    surge_replicas,
+)
 from app.deploy.profiles import Profile, load_profile, load_profiles
 from app.deploy.render import PROM_DIR, TARGETS, render, serve_config
 
@@ -230,8 +236,12 @@ def test_gpu_groups_follow_the_pools_autoscaling_bounds() -> None:
     groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
     for pool, group in (("small", "gpu-small"), ("large", "gpu-large")):
         scaling = cfg.pool(pool).autoscaling_config
+        surge = surge_replicas(cfg.pool(pool).max_surge_percent, scaling["max_replicas"])
         assert (groups[group]["minReplicas"], groups[group]["maxReplicas"]) == (
-            scaling["min_replicas"], scaling["max_replicas"])  # one replica per node in both groups
+            scaling["min_replicas"], scaling["max_replicas"] + surge)  # one replica per node in both groups
+    assert surge_replicas(25, 1) == surge_replicas(25, 4) == 1 and surge_replicas(25, 5) == 2  # Serve's ceiling
+    assert surge_replicas(None, 4) == 0
+    assert groups["gpu-large"]["maxReplicas"] == cfg.pool("large").autoscaling_config["max_replicas"] + 1
 
 
 # --- launcher against Ray's own cluster-config schema ---------------------------------------------

@@ -142,3 +142,21 @@ def test_max_surge_percent_reaches_the_pool_deployment_only() -> None:
     assert small._deployment_config.max_surge_percent == 100 and large._deployment_config.max_surge_percent == 0
     assert "max_surge_percent" not in split["applications"][0]["args"]["pools"][0]
 
+
+def test_the_large_pools_surge_is_rendered_into_its_own_deployment_and_validated() -> None:
+    """The production large pool (one replica) surges on a restart: the committed config carries it to the
+    pool's Serve deployment (Serve's own schema accepts it), not to the gateway; out-of-range values fail."""
+    from app.config import PoolConfig
+
+    data = _committed_serve("serve_config.yaml")
+    ServeDeploySchema.model_validate(data)
+    gateway, small, large = data["applications"]
+    assert large["args"]["pool"]["max_surge_percent"] == 25 and "max_surge_percent" not in small["args"]["pool"]
+    assert build_pool_app(large["args"])._bound_deployment._deployment_config.max_surge_percent == 25
+    assert build_pool_app(small["args"])._bound_deployment._deployment_config.max_surge_percent == 0
+    assert all("max_surge_percent" not in p for p in gateway["args"]["pools"])
+    one_app = build_app(gateway_args(data))._bound_deployment.init_args[1]  # the one-application layout too
+    assert one_app["large"]._bound_deployment._deployment_config.max_surge_percent == 25
+    for bad in (-1, 101):
+        with pytest.raises(ValueError, match="max_surge_percent"):
+            PoolConfig.model_validate({**large["args"]["pool"], "max_surge_percent": bad})
