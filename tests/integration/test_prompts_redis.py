@@ -58,3 +58,19 @@ async def test_delete_on_one_replica_is_seen_and_labels_are_atomic(replicas) -> 
     assert labelled != deleted
     if labelled:
         assert isinstance(results[1], ConflictError)
+
+
+async def test_experiment_start_and_stop_seen_by_the_other_replica_within_1s(replicas) -> None:
+    from app.prompts.experiment_store import Experiments
+
+    a, b = replicas
+    xa, xb = Experiments(a), Experiments(b)
+    await a.create("acme", "p", template(), labels=["production"])
+    assert await xb.active("acme", "p") is None  # b caches "no experiment"
+    await xa.start("acme", {"name": "ab", "prompt": "p", "variants": [{"name": "x", "weight": 1}]})
+    await asyncio.sleep(1.0)
+    running = await xb.active("acme", "p")
+    assert running is not None and running.name == "ab"
+    await xb.stop("acme", "ab")
+    await asyncio.sleep(1.0)
+    assert await xa.active("acme", "p") is None
