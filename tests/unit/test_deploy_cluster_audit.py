@@ -73,3 +73,52 @@ def test_every_pod_exposes_rays_metrics_and_the_node_exporter() -> None:
         commands = _launcher()[key]
         assert all("--metrics-export-port=8080" in c for c in commands if "ray start" in c), key
         assert any(f"app.observability.node_exporter --port {NODE_EXPORTER_PORT}" in c for c in commands), key
+
+
+def test_models_come_read_only_from_the_volume_on_the_gpu_pods_only() -> None:
+    from app.config import load_config
+
+    cfg = load_config(ROOT / "serve_config.yaml")
+    for name, group in _groups().items():
+        pod = group["template"]["spec"]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        if not name.startswith("gpu"):
+            assert "models" not in mounts, name
+            continue
+        assert mounts["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+        assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "llmgw-models", "readOnly": True}
+    assert all(p.engine.model.startswith("/models/") for p in cfg.pools)
+
+
+# docs/deploy.md section 7: weights per replica (GB) and fp16 KV cache per token (KiB) of each production model;
+# activations / CUDA graphs per GPU (GB). A change of model or quantization must update that section and this.
+WEIGHTS_GB = {("small", "fp8"): 8.5, ("large", "compressed-tensors"): 39.5}
+KV_KIB_PER_TOKEN = {"small": 128, "large": 320}
+OVERHEAD_GB_PER_GPU = {"small": 1.5, "large": 3.5}
+
+
+def _kv_tokens(pool, gpu_gib: float, weights_gb: float | None = None) -> float:
+    tp = pool.engine.tensor_parallel_size
+    budget_gb = pool.engine.gpu_memory_utilization * gpu_gib * 2**30 / 1e9 * tp
+    free_gb = budget_gb - (weights_gb if weights_gb is not None else WEIGHTS_GB[(pool.name, pool.engine.quantization)])
+    free_gb -= OVERHEAD_GB_PER_GPU[pool.name] * tp
+    return free_gb * 1e9 / (KV_KIB_PER_TOKEN[pool.name] * 1024)
+
+
+def test_each_gpu_pool_fits_its_gpus_with_kv_cache_for_its_autoscaling_target() -> None:
+    """The sizing of docs/deploy.md section 7 against the profile: weights fit, and the KV cache holds a full
+    context and the autoscaling target's concurrency at 1k tokens each (8B bf16 on an L4 would not: FP8)."""
+    from app.config import load_config
+    from app.deploy.profiles import GPU_TYPES
+
+    cfg = load_config(ROOT / "serve_config.yaml")
+    for pool in cfg.pools:
+        gpu = GPU_TYPES[pool.ray_actor_options["accelerator_type"]]
+        tokens = _kv_tokens(pool, gpu.memory_gib)
+        target = pool.autoscaling_config["target_ongoing_requests"]
+        assert tokens >= pool.engine.max_model_len, (pool.name, tokens)
+        assert tokens >= target * 1024, (pool.name, tokens, target)
+        assert pool.max_ongoing_requests <= pool.engine.max_num_seqs  # the queue cap stays within a batch
+    # the same 8B in bf16 (16.1 GB) on the L4 leaves KV for fewer than the target's 48 requests: what FP8 is for
+    assert _kv_tokens(cfg.pool("small"), GPU_TYPES["L4"].memory_gib, weights_gb=16.1) < 48 * 1024
