@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ class LocalCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         env.update(PYTHONPATH=str(root), RAY_AUTH_MODE="token", RAY_worker_niceness="0",
                    VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-                   RAY_USAGE_STATS_ENABLED="0", LLMGW_LOCAL_CLUSTER=str(self.temp_dir))
+                   RAY_USAGE_STATS_ENABLED="0", LLMGW_LOCAL_CLUSTER=str(self.temp_dir),
+                   RAY_AUTH_TOKEN=secrets.token_hex(32))  # own token: no reliance on ~/.ray/auth_token
         self.env = env
 
     @property
@@ -171,27 +174,44 @@ class LocalCluster:
         return pids
 
     def shutdown(self, timeout: float = 60, describe: bool = False) -> list:
-        """Stop every node (workers first); return pids that had to be killed afterwards (with ``describe``:
-        "pid command line" strings)."""
+        """Stop every node (workers first), then, as `ray stop` does, signal what of this cluster is left;
+        return the pids that only SIGKILL stopped (with ``describe``: "pid (state, ppid, sid) command line").
+
+        Stragglers of the first round (alive ``timeout`` s after their node stopped) are named in a warning
+        (pytest's summary shows it), so a slow exit is visible without failing the caller."""
         for name in [n for n in self.nodes if n != "head"] + (["head"] if "head" in self.nodes else []):
             self.stop_node(name)
-        deadline = time.time() + timeout
-        while (left := self.leftover_pids()) and time.time() < deadline:
-            time.sleep(1)
+        left = self._wait_gone(timeout)
+        if left:
+            warnings.warn(f"processes alive {timeout:.0f}s after their node stopped (sent SIGTERM): "
+                          f"{[_describe(pid) for pid in left]}", stacklevel=2)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            left = self._wait_gone(20)
         described = [_describe(pid) for pid in left]
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return described if describe else left
 
+    def _wait_gone(self, timeout: float) -> list[int]:
+        deadline = time.time() + timeout
+        while (left := self.leftover_pids()) and time.time() < deadline:
+            time.sleep(1)
+        return left
+
     def cleanup(self) -> None:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _describe(pid: int) -> str:
+    """"pid (state, parent pid, session) command line" for a failure message."""
     try:
-        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
-    except OSError:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+        return f"{pid} (state {stat[0]}, ppid {stat[1]}, sid {stat[3]}) {cmd}"
+    except (OSError, IndexError):
         return str(pid)
 
 

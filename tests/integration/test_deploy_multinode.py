@@ -87,6 +87,6 @@ def test_pools_on_their_nodes_and_fallback_when_a_pool_node_dies() -> None:
         after = _until(url, "pool:small", timeout=90)
         assert all(status == 200 for status, _ in after), after
     finally:
-        leftovers = cluster.shutdown()
+        leftovers = cluster.shutdown(describe=True)
         cluster.cleanup()
     assert leftovers == [], f"processes outlived their node: {leftovers}"

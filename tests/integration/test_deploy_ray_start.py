@@ -44,6 +44,6 @@ def test_ray_start_head_and_serve_deploy_cpu_config() -> None:
         apps = cluster.status().get("applications", {})
         assert all(n not in apps or apps[n]["status"] in {"DELETING", "NOT_STARTED"} for n in names), apps
     finally:
-        leftovers = cluster.shutdown()
+        leftovers = cluster.shutdown(describe=True)
         cluster.cleanup()
     assert leftovers == [], f"processes outlived their node: {leftovers}"
