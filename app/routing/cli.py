@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.routing.evaluate import RouterReport
@@ -108,8 +109,8 @@ def evaluate(
     console.print(f"large share: router {ev.large_share['router']:.2f}, length rule {ev.large_share['length rule']:.2f}"
                   f"; only the router right: {ev.router_wins}, only the length rule right: {len(ev.length_wins)}")
     for category, prompt, label in ev.length_wins:
-        console.print(f"  length rule right, router wrong [{category}, needs {'large' if label else 'small'}]: "
-                      f"{prompt[:90]!r}")
+        console.print(escape(f"  length rule right, router wrong [{category}, needs {'large' if label else 'small'}]: "
+                             f"{prompt[:90]!r}"))  # escaped: rich would eat "[category, ...]" as markup
     if report is not None:
         from app.routing.plots import Panel, write_report
 
