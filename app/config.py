@@ -125,6 +125,9 @@ class IngressConfig(_Strict):
     # pool streams: tokens over each replica's relay socket (one handle call of two items per request);
     # false: every window of tokens is an item on the Serve handle (docs/performance.md)
     stream_relay: bool = True
+    # the injection classifier and the cache lookup run beside a pool's generation, the answer waiting for
+    # both (app/pipeline/gates.py); providers never start before them. false: strictly one after another
+    overlap_checks: bool = True
 
 
 class RedisConfig(_Strict):

@@ -106,7 +106,11 @@ class InputGuard:
 
     async def check_async(self, messages: Sequence[dict[str, Any]], prompt_tokens: int) -> list[GuardDecision]:
         """``check`` with the classifier in a worker thread, bounded by ``injection.timeout_s``."""
-        decisions = self.check_rules(messages, prompt_tokens)
+        return await self.classify_async(messages, self.check_rules(messages, prompt_tokens))
+
+    async def classify_async(self, messages: Sequence[dict[str, Any]],
+                             decisions: list[GuardDecision]) -> list[GuardDecision]:
+        """The classifier's part of ``check_async`` after ``check_rules`` passed with ``decisions``."""
         if not self.uses_classifier:
             return decisions
         try:

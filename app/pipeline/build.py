@@ -57,7 +57,9 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
     if cache is not None:  # lookup, store and stale lookup bounded: a slow or dead cache is a miss, never a stall
         cache = GuardedCache.from_config(cache, config.cache)
     # the stage's own timeout is only a backstop past the guard's (which counts the failure on its breaker)
-    cache_stage = Cache(cache, lookup_timeout_s=config.cache.lookup_timeout_s + 1.0) if cache is not None else None
+    overlap = config.ingress.overlap_checks
+    cache_stage = (Cache(cache, lookup_timeout_s=config.cache.lookup_timeout_s + 1.0, overlap=overlap)
+                   if cache is not None else None)
     generate = Generate(config, pools, providers, cache, breakers,
                         pending=cache_stage.pending if cache_stage is not None else None)
     prompts = svc.prompts
@@ -69,9 +71,9 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
         ModelScope(config),
         Admit(svc.policy),
         *([prompts.render] if prompts is not None else []),
-        Route(config, router, cache_enabled=cache is not None),
+        Route(config, router, cache_enabled=cache is not None, overlap=overlap),
         CountTokens(config),
-        GuardInput(svc.guardrails),
+        GuardInput(svc.guardrails, overlap=overlap),
         Reserve(svc.policy),
         *([cache_stage] if cache_stage is not None else []),
         generate,

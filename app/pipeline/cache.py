@@ -44,14 +44,24 @@ def hit_answer(hit: CacheHit) -> Answer:
 class Cache:
     name = "cache"
 
-    def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0) -> None:
+    def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0, overlap: bool = False) -> None:
         self.client = client
         self.timeout = lookup_timeout_s
+        self.overlap = overlap  # race the lookup against a pool's generation (ingress.overlap_checks)
         self.pending = PendingWrites()  # stores sent after the answer, awaited by lookups of the same context
 
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.cache_status != "pending":
             return
+        if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool":
+            ctx.lookup = asyncio.create_task(self._decide(ctx))  # generate awaits it (app.pipeline.gates)
+            return
+        ctx.answer = await self._decide(ctx)
+
+    async def _decide(self, ctx: RequestContext) -> Answer | None:
+        """The cached answer, or None after registering the store of the generated one."""
+        if ctx.embedding is not None:  # deferred by the route stage (overlap_checks)
+            ctx.decision = (await ctx.embedding)[1]
         query = cache_query(ctx)
         ctx.cache_query = query
         hit = await self._lookup(query)
@@ -60,10 +70,10 @@ class Cache:
             ctx.cache_status = f"hit-{hit.layer}"
             ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
             ctx.response_headers["x-llmgw-model"] = hit.response.model
-            ctx.answer = hit_answer(hit)
-            return
+            return hit_answer(hit)
         ctx.cache_status = "miss"
         ctx.on_finish(self._store_when_done)
+        return None
 
     async def _lookup(self, query: CacheQuery) -> CacheHit | None:
         try:

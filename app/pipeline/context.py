@@ -83,11 +83,14 @@ class RequestContext:
     route_reason: str | None = None  # set for model "auto": the router's reason
     decision: Any = None  # app.route_decision.RouteDecision (score, embedding)
     candidates: list[Candidate] = field(default_factory=list)  # fallback order, filtered by key scope
+    embedding: Any = None  # asyncio.Task -> (pool, RouteDecision | None): an explicit model's deferred embedding
     # tokens (counted once, by the target model's tokenizer)
     prompt_tokens: int = 0
     max_tokens: int = 0  # effective_max_tokens: the client's value, else min(default, context room)
     # guardrails
     guardrail_events: list[Any] = field(default_factory=list)
+    # checks still running beside generation (app.pipeline.gates): no answer leaves before they pass
+    gates: list[Any] = field(default_factory=list)  # asyncio.Task, each raising its GatewayError on a block
     # reserve / settle
     reservations: list[Any] = field(default_factory=list)  # released or settled exactly once at the end
     cost_usd: float | None = None
@@ -96,6 +99,7 @@ class RequestContext:
     # cache
     cache_status: str = "bypass"  # hit-exact | hit-semantic | miss | bypass | stale
     cache_query: Any = None  # app.caching.keys.CacheQuery when the cache is used
+    lookup: Any = None  # asyncio.Task -> Answer | None: a cache lookup racing the generation (overlap)
     # generate
     answer: Answer | None = None
     first_token_at: float | None = None

@@ -19,8 +19,9 @@ from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
 from app.pipeline.backends import CacheClient, PoolClient, ProviderClient
 from app.pipeline.context import Answer, RequestContext
+from app.pipeline.gates import LookupHit, discard, hold
 from app.resilience.breaker import BreakerRegistry
-from app.resilience.chain import Step, run_chain
+from app.resilience.chain import ChainResult, Step, run_chain
 
 
 class Generate:
@@ -64,11 +65,12 @@ class Generate:
             elif cand.kind == "provider" and self.providers is not None and not providers_added:
                 providers_added = True  # the fallback deployment runs the providers' own chain
                 steps.append(Step("providers", lambda: self.providers.stream(req), retry=False,
-                                  capabilities=self.provider_capabilities))
-            elif cand.kind == "stale_cache" and ctx.cache_query is not None and self.cache is not None:
+                                  capabilities=self.provider_capabilities, before=lambda: hold(ctx)))
+            elif (cand.kind == "stale_cache" and self.cache is not None
+                  and (ctx.cache_query is not None or ctx.lookup is not None)):  # a racing lookup sets it
                 # a stored text answer honours no tool call, format or logprobs request
                 steps.append(Step("stale_cache", lambda: self._stale(ctx), retry=False, degraded=True,
-                                  capabilities=frozenset()))
+                                  capabilities=frozenset(), before=lambda: hold(ctx)))
         return steps
 
     async def _stale(self, ctx: RequestContext) -> AsyncIterator[GenerationChunk]:
@@ -83,8 +85,24 @@ class Generate:
         yield GenerationChunk(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.model)
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.lookup is None:
+            return self._answer(ctx, await self._chain(ctx))
+        chain = asyncio.create_task(self._chain(ctx))  # the pool starts while the cache looks (overlap_checks)
+        try:
+            hit = await ctx.lookup
+        except BaseException:
+            chain.cancel()
+            raise
+        if hit is None:
+            return self._answer(ctx, await chain)
+        await _drop(chain)  # the cached answer wins, as if the lookup had run first
+        ctx.answer = hit
+
+    async def _chain(self, ctx: RequestContext) -> ChainResult:
         cfg = self.config.fallback
-        result = await run_chain(self.steps(ctx), cfg.retry, cfg.unavailable_retry_after_s, needs=ctx.gen.needs())
+        return await run_chain(self.steps(ctx), cfg.retry, cfg.unavailable_retry_after_s, needs=ctx.gen.needs())
+
+    def _answer(self, ctx: RequestContext, result: ChainResult) -> None:
         ctx.first_token_at = time.perf_counter()
         metrics.observe_path(result.path, fallback=result.path != f"pool:{ctx.pool}")
         ctx.response_headers["x-llmgw-path"] = result.path
@@ -96,3 +114,19 @@ class Generate:
         ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
         source = "stale_cache" if result.degraded else "generated"
         ctx.answer = Answer(result.first, result.rest, result.path, source, result.cancel)
+
+
+async def _drop(chain: asyncio.Task) -> None:
+    """Stop a generation that lost the race to a cache hit (running or already answering)."""
+    if not chain.done():
+        chain.cancel()
+    try:
+        result = await chain
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we are being cancelled ourselves, not just the chain
+        return
+    except (LookupHit, Exception):
+        return
+    await discard(Answer(result.first, result.rest, result.path, cancel=result.cancel))

@@ -4,7 +4,11 @@ denylists, injection patterns and the injection classifier. A block is a 400
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from app.guardrails.decisions import flag_header, record
+from app.guardrails.input import InputGuard
 from app.guardrails.service import Guardrails
 from app.pipeline.context import RequestContext
 from app.pipeline.route import tenant_option
@@ -25,15 +29,31 @@ def note(ctx: RequestContext, decisions: list) -> None:
 class GuardInput:
     name = "guard_input"
 
-    def __init__(self, guardrails: Guardrails) -> None:
+    def __init__(self, guardrails: Guardrails, overlap: bool = False) -> None:
         self.guardrails = guardrails
+        self.overlap = overlap  # the classifier as a gate beside generation (ingress.overlap_checks)
 
     async def __call__(self, ctx: RequestContext) -> None:
         guard = self.guardrails.input_guard(ctx.tenant, tenant_option(ctx, "guardrails", None))
         gen = ctx.gen
         messages = gen.messages if gen.messages is not None else [{"role": "user", "content": gen.prompt or ""}]
         try:
-            decisions = await guard.check_async(messages, ctx.prompt_tokens)
+            rules = guard.check_rules(messages, ctx.prompt_tokens)  # caps, denylist, patterns: never speculated
+        except Exception as exc:
+            note(ctx, list(getattr(exc, "decisions", [])))
+            raise
+        if self.overlap and guard.uses_classifier:
+            ctx.gates.append(asyncio.create_task(self._classify(ctx, guard, messages, rules)))
+            return
+        await self._classify(ctx, guard, messages, rules)
+
+    @staticmethod
+    async def _classify(ctx: RequestContext, guard: InputGuard, messages: list, rules: list) -> None:
+        if ctx.embedding is not None:  # the route's deferred embedding of the same text: the classifier's memo hit
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ctx.embedding)
+        try:
+            decisions = await guard.classify_async(messages, rules)
         except Exception as exc:
             note(ctx, list(getattr(exc, "decisions", [])))
             raise

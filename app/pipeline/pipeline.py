@@ -19,6 +19,7 @@ from app.errors import GatewayError, find_gateway_error
 from app.generation import GenerationChunk
 from app.observability.tracing import start_span
 from app.pipeline.context import Answer, RequestContext
+from app.pipeline.gates import cancel_gates, discard, gate_error, pass_gates
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,13 @@ class Pipeline:
                     break
                 with start_span(stage.name):
                     await stage(ctx)
+            if ctx.gates:  # checks that ran beside generation: nothing leaves before they passed
+                try:
+                    await pass_gates(ctx)
+                except BaseException:
+                    await discard(ctx.answer)
+                    ctx.answer = None
+                    raise
             if ctx.answer is None:
                 raise GatewayError("The request pipeline produced no answer.")
             answer = ctx.answer
@@ -85,11 +93,20 @@ class Pipeline:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 ctx.aborted = True
+                cancel_gates(ctx)
+                raise_as: BaseException = exc
             else:
-                ctx.error = as_gateway_error(exc)
+                # a gate that blocks wins over what failed beside it (as if it had run first)
+                raise_as = (await gate_error(ctx) if ctx.gates else None) or exc
+                ctx.error = as_gateway_error(raise_as)
                 ctx.status = ctx.error.status_code
+            for task in (ctx.lookup, ctx.embedding):
+                if task is not None and not task.done():
+                    task.cancel()
             await self._finish(ctx)
-            raise
+            if raise_as is exc:
+                raise
+            raise raise_as from None
         ctx.answer = answer
         return Answer(answer.first, self._tracked(ctx, answer), answer.path, answer.source, answer.cancel)
 

@@ -63,10 +63,12 @@ class ModelScope:
 class Route:
     name = "route"
 
-    def __init__(self, config: GatewayConfig, router: RouterClient | None, cache_enabled: bool) -> None:
+    def __init__(self, config: GatewayConfig, router: RouterClient | None, cache_enabled: bool,
+                 overlap: bool = False) -> None:
         self.config = config
         self.router = router
         self.cache_enabled = cache_enabled
+        self.overlap = overlap  # an explicit model's embedding (for the cache) computed beside generation
         self.names = config.model_names()
         self.decisions: LRUMemo[RouteDecision] = LRUMemo(2048)
 
@@ -105,7 +107,13 @@ class Route:
             bypass = "logprobs"  # a stored text has no logprobs to replay
         use_cache = self.cache_enabled and bypass is None
         ctx.cache_status = "pending" if use_cache else "bypass"
-        pool, decision = await self._analyze(ctx, explicit, use_cache and self.config.cache.semantic_enabled)
+        need_embedding = use_cache and self.config.cache.semantic_enabled
+        if explicit and need_embedding and self.overlap and self.router is not None:
+            # only the cache needs it: the cache stage's lookup (racing the pool) awaits it, the guard shares it
+            ctx.embedding = asyncio.create_task(self._analyze(ctx, explicit, True))
+            pool, decision = explicit, None
+        else:
+            pool, decision = await self._analyze(ctx, explicit, need_embedding)
         if not allows(ctx.principal, self._pool_names(pool)):
             pool = next((p.name for p in self.config.pools if allows(ctx.principal, self._pool_names(p.name))), "")
             if not pool:

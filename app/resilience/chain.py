@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from app.errors import InvalidRequestError, ServiceUnavailableError, find_gateway_error, upstream_error
@@ -30,6 +30,9 @@ class Step:
     # What the step can honour ("tools", "response_format", "logprobs", "logit_bias"); None = everything.
     # A step lacking one of the request's needs (GenerationRequest.needs()) is skipped, never degraded.
     capabilities: frozenset[str] | None = None
+    # awaited before the step opens, outside its failure accounting (a step that must not run speculatively
+    # waits for the request's checks here; their error is the request's, not the step's)
+    before: Callable[[], Awaitable[None]] | None = None
 
     def supports(self, needs: frozenset[str]) -> bool:
         return self.capabilities is None or needs <= self.capabilities
@@ -80,6 +83,8 @@ async def run_chain(steps: list[Step], retry: RetryConfig, retry_after_s: int = 
         if not step.supports(needs):
             attempts.append((step.name, "unsupported:" + "+".join(sorted(needs - (step.capabilities or set())))))
             continue
+        if step.before is not None:  # before the breaker: a half-open probe slot is taken only to be used
+            await step.before()
         if step.breaker is not None and not step.breaker.allow():
             attempts.append((step.name, "breaker_open"))
             continue

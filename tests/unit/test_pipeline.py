@@ -132,9 +132,11 @@ async def test_stages_in_order_and_finish_once() -> None:
     assert ctx.response_headers["x-llmgw-path"] == "pool:large" and ctx.cost_usd is not None
 
 
-async def test_cache_hit_short_circuits_generate_and_refunds_cost() -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_cache_hit_short_circuits_generate_and_refunds_cost(overlap: bool) -> None:
     cache = Cache()
-    pipe, pools, counting = make(cache=cache)
+    pipe, pools, counting = make(cfg=config(ingress={"default_max_tokens": 16, "overlap_checks": overlap}),
+                                 cache=cache)
     await drain(pipe, ctx_for(chat(temperature=0)))
     for _ in range(20):  # the store runs in a task after the answer
         if cache.entries:
@@ -142,7 +144,9 @@ async def test_cache_hit_short_circuits_generate_and_refunds_cost() -> None:
         await asyncio.sleep(0.01)
     ctx = ctx_for(chat(temperature=0))
     assert await drain(pipe, ctx) == "w w w "
-    assert ctx.cache_status == "hit-exact" and len(pools.calls) == 1 and ctx.cost_usd == 0.0
+    # overlapped, the pool started beside the lookup and was dropped when the hit came back
+    assert ctx.cache_status == "hit-exact" and len(pools.calls) == (2 if overlap else 1) and ctx.cost_usd == 0.0
+    assert ctx.answer.source == "cache" and "x-llmgw-path" not in ctx.response_headers
     assert counting.seen[-1] == (200, None, False)
 
 
