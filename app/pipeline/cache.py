@@ -11,8 +11,9 @@ import logging
 import time
 
 from app.caching.entries import CachedResponse, CacheHit
-from app.caching.keys import CacheQuery, context_key
+from app.caching.keys import CacheQuery, context_key, exact_key
 from app.generation import GenerationChunk
+from app.memo import LRUMemo
 from app.observability import metrics
 from app.pending_writes import PendingWrites
 from app.pipeline.backends import CacheClient
@@ -44,16 +45,20 @@ def hit_answer(hit: CacheHit) -> Answer:
 class Cache:
     name = "cache"
 
-    def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0, overlap: bool = False) -> None:
+    def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0, overlap: bool = False,
+                 ttl_s: float = 3600.0) -> None:
         self.client = client
         self.timeout = lookup_timeout_s
         self.overlap = overlap  # race the lookup against a pool's generation (ingress.overlap_checks)
         self.pending = PendingWrites()  # stores sent after the answer, awaited by lookups of the same context
+        # exact keys this replica stored (-> expiry): a likely exact hit is looked up first, never raced
+        self.stored: LRUMemo[float] = LRUMemo(8192)
+        self.ttl_s = ttl_s
 
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.cache_status != "pending":
             return
-        if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool":
+        if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool" and not self._likely_hit(ctx):
             ctx.lookup = asyncio.create_task(self._decide(ctx))  # generate awaits it (app.pipeline.gates)
             return
         ctx.answer = await self._decide(ctx)
@@ -75,6 +80,10 @@ class Cache:
         ctx.on_finish(self._store_when_done)
         return None
 
+    def _likely_hit(self, ctx: RequestContext) -> bool:
+        expires = self.stored.get(exact_key(cache_query(ctx)))
+        return expires is not None and expires > time.monotonic()
+
     async def _lookup(self, query: CacheQuery) -> CacheHit | None:
         try:
             await self.pending.wait(context_key(query))  # this replica's own stores in flight land first
@@ -92,6 +101,7 @@ class Cache:
         query = ctx.cache_query
         response = CachedResponse(ctx.text, last.finish_reason, last.prompt_tokens, last.completion_tokens,
                                   last.model, time.time())
+        self.stored.put(exact_key(query), time.monotonic() + self.ttl_s)
         self.pending.schedule(context_key(query), lambda: self._store(query, response))()
 
     async def _store(self, query: CacheQuery, response: CachedResponse) -> None:
