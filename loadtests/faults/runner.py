@@ -67,19 +67,32 @@ async def run_phases(args, url: str, provider, redis_holder: dict) -> dict:
 
 
 async def run_soak(args, url: str) -> dict:
+    """Steady load without faults: RSS of every gateway process when ready, after ``--warmup`` s of load (the
+    start figure: first requests allocate once), every 5 minutes and at the end; errors per 5-minute window."""
     load = Load(url, args.rate, args.max_in_flight)
     stop = asyncio.Event()
-    rss_start = gateway_rss()
+    rss_ready = gateway_rss()
     task = asyncio.create_task(load.run(stop))
-    await asyncio.sleep(args.soak)
+    await asyncio.sleep(args.warmup)
+    rss_start = gateway_rss()
+    samples = [(round(load.now()), rss_start)]
+    t_end = load.now() + args.soak
+    while load.now() < t_end:
+        await asyncio.sleep(min(300.0, max(0.0, t_end - load.now())))
+        samples.append((round(load.now()), gateway_rss()))
     stop.set()
     await task
-    rss_end = gateway_rss()
+    rss_end = samples[-1][1]
     windows = Counter(int(o.t // 300) for o in load.outcomes if o.code or not o.complete)
     growth = {k: round(100 * (rss_end[k] - v) / v, 1) for k, v in rss_start.items() if k in rss_end and v > 50}
-    return {"soak": {**summarize(load.outcomes, 0, 1e9, 0), "seconds": args.soak,
-                     "errors_per_5min": [windows.get(i, 0) for i in range(int(args.soak // 300) + 1)],
-                     "rss_mb_start": rss_start, "rss_mb_end": rss_end, "rss_growth_pct": growth}}
+    total = round(load.now())
+    return {"soak": {**summarize(load.outcomes, 0, 1e9, 0), "seconds": total, "warmup_s": args.warmup,
+                     "achieved_rate": round(len(load.outcomes) / max(1, total), 2), "generator_skipped": load.skipped,
+                     "errors_per_5min": [windows.get(i, 0) for i in range(int(total // 300) + 1)],
+                     "rss_mb_ready": rss_ready, "rss_mb_start": rss_start, "rss_mb_end": rss_end,
+                     "rss_growth_pct": growth,
+                     "rss_total_mb": [(t, round(sum(r.values()), 1)) for t, r in samples],
+                     "rss_mb_samples": samples}}
 
 
 def markdown(report: dict) -> str:
@@ -104,6 +117,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=45.0, help="seconds each fault is observed")
     ap.add_argument("--phases", default="all")
     ap.add_argument("--soak", type=float, default=0.0, help="soak for this many seconds instead of the phases")
+    ap.add_argument("--warmup", type=float, default=120.0, help="soak: seconds of load before the start RSS")
     ap.add_argument("--port", type=int, default=8021)
     ap.add_argument("--redis-port", type=int, default=6394)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
