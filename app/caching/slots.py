@@ -12,6 +12,7 @@ spans mean nearly the same in context (plural vs singular, ``min_similarity``) i
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from functools import lru_cache
 
@@ -87,10 +88,33 @@ def _times(text: str) -> set[str]:
             for w in _WORD.findall(text.lower()) if w in TIME_WORDS or w.removesuffix("s") in TIME_WORDS}
 
 
+def _positions(text: str) -> dict[str, int]:
+    """First position of each content word among the words of ``text`` (articles left out)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in IGNORED]
+    out: dict[str, int] = {}
+    for i, w in enumerate(words):
+        if w not in FUNCTION_WORDS:
+            out.setdefault(w, i)
+    return out
+
+
 def reordered(query: str, cached: str) -> bool:
-    """The same content words in another order: "Celsius to Fahrenheit" / "Fahrenheit to Celsius"."""
+    """The same content words with two of them swapped across a link: "Celsius *to* Fahrenheit" / "Fahrenheit
+    to Celsius", "does a dog *chase* a cat" / "does a cat chase a dog".
+
+    Moving a word next to the one it modifies keeps the meaning ("high volume" / "volume high", "location of
+    the ISS" / "the ISS location"), so a swapped pair only counts when the two words are apart (another word
+    between them) in both questions.
+    """
     a, b = _content_words(query), _content_words(cached)
-    return len(a) >= 2 and a != b and sorted(a) == sorted(b)
+    if len(a) < 2 or a == b or sorted(a) != sorted(b):
+        return False
+    pa, pb = _positions(query), _positions(cached)
+    for x, y in itertools.combinations(pa, 2):
+        flipped = (pa[x] < pa[y]) != (pb[x] < pb[y])
+        if flipped and abs(pa[x] - pa[y]) > 1 and abs(pb[x] - pb[y]) > 1:
+            return True
+    return False
 
 
 def time_mismatch(query: str, cached: str) -> bool:
