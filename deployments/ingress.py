@@ -175,14 +175,18 @@ class Ingress:
             raise InvalidRequestError("Body must be {\"tenant\": str, \"prefix\": str | null}.", param="tenant")
         cache = self._cache_handle()
         await self._pending_stores()
-        return {"invalidated": await cache.invalidate.remote(tenant, prefix)}
+        invalidated = await cache.invalidate.remote(tenant, prefix)
+        self._clear_near()  # after: a hit served meanwhile cannot refill it with an invalidated answer
+        return {"invalidated": invalidated}
 
     @api.post("/admin/cache/flush")
     async def cache_flush(self, request: Request) -> dict[str, Any]:
         self._require_admin(request)
         cache = self._cache_handle()
         await self._pending_stores()
-        return {"flushed": await cache.flush.remote()}
+        flushed = await cache.flush.remote()
+        self._clear_near()
+        return {"flushed": flushed}
 
     # ---- prompt registry and experiments: one dispatcher (app/api/prompts.py, docs/prompts.md) -------
     @api.api_route("/admin/prompts{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
@@ -260,3 +264,8 @@ class Ingress:
         stage = self.pipeline.stage("cache")
         if stage is not None:
             await stage.wait_pending()
+
+    def _clear_near(self) -> None:
+        stage = self.pipeline.stage("cache")
+        if stage is not None:
+            stage.clear_near()

@@ -33,6 +33,11 @@ class CacheConfig(BaseModel):
     ann_expansion_search: int | None = Field(None, ge=1)  # usearch search breadth; None: usearch's default (64)
     max_temperature: float = 1.0  # a cached answer is one valid sample up to here (omitted = 1.0); above: bypass
     ttl_seconds: int = 3600
+    # exact answers an ingress replica stored or was served, kept in its own memory this long (0: off): the
+    # likely repeat is answered without the cache hop; an invalidation reaches other replicas up to this late.
+    # Never for tenants with protection "redact" (the cache replica decides what is storable for them).
+    near_ttl_s: float = Field(10.0, ge=0)
+    near_max_entries: int = Field(2048, ge=0)
     max_entries: int = 100_000
     max_bytes: int = 512 * 1024 * 1024
     # eviction is LRU (by max_entries / max_bytes); the stale-answer floor is fallback.stale_min_similarity

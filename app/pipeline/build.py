@@ -59,7 +59,7 @@ def build_pipeline(config: GatewayConfig, *, router: RouterClient | None, cache:
     # the stage's own timeout is only a backstop past the guard's (which counts the failure on its breaker)
     overlap = config.ingress.overlap_checks
     cache_stage = (Cache(cache, lookup_timeout_s=config.cache.lookup_timeout_s + 1.0, overlap=overlap,
-                         ttl_s=config.cache.ttl_seconds) if cache is not None else None)
+                         config=config.cache) if cache is not None else None)
     generate = Generate(config, pools, providers, cache, breakers,
                         pending=cache_stage.pending if cache_stage is not None else None)
     prompts = svc.prompts

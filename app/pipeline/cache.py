@@ -12,6 +12,7 @@ import time
 
 from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery, context_key, exact_key
+from app.caching.settings import CacheConfig
 from app.generation import GenerationChunk
 from app.memo import LRUMemo
 from app.observability import metrics
@@ -46,17 +47,33 @@ class Cache:
     name = "cache"
 
     def __init__(self, client: CacheClient, lookup_timeout_s: float = 2.0, overlap: bool = False,
-                 ttl_s: float = 3600.0) -> None:
+                 config: CacheConfig | None = None) -> None:
         self.client = client
         self.timeout = lookup_timeout_s
         self.overlap = overlap  # race the lookup against a pool's generation (ingress.overlap_checks)
         self.pending = PendingWrites()  # stores sent after the answer, awaited by lookups of the same context
+        cfg = config or CacheConfig()
+        self.cfg = cfg
         # exact keys this replica stored (-> expiry): a likely exact hit is looked up first, never raced
         self.stored: LRUMemo[float] = LRUMemo(8192)
-        self.ttl_s = ttl_s
+        # the near cache: exact answers this replica stored or was served (-> expiry, answer), cache.near_ttl_s
+        self.near: LRUMemo[tuple[float, CacheHit]] = LRUMemo(cfg.near_max_entries if cfg.exact_enabled else 0)
+
+    def clear_near(self) -> None:
+        """After an invalidation or flush through this replica: nothing stale is served from here."""
+        self.near = LRUMemo(self.near.maxsize)
+
+    def _near_allowed(self, tenant: str) -> bool:
+        protection = self.cfg.protection.get(tenant, self.cfg.protection.get("*", "none"))
+        return self.cfg.near_ttl_s > 0 and protection != "redact"
+
+    def _remember(self, key: str, hit: CacheHit) -> None:
+        self.near.put(key, (time.monotonic() + self.cfg.near_ttl_s, hit))
 
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.cache_status != "pending":
+            return
+        if self.near.maxsize and self._near_allowed(ctx.tenant) and self._near_hit(ctx):
             return
         if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool" and not self._likely_hit(ctx):
             ctx.lookup = asyncio.create_task(self._decide(ctx))  # generate awaits it (app.pipeline.gates)
@@ -72,9 +89,9 @@ class Cache:
         hit = await self._lookup(query)
         metrics.observe_cache("hit" if hit is not None else "miss", hit.layer if hit is not None else None)
         if hit is not None:
-            ctx.cache_status = f"hit-{hit.layer}"
-            ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
-            ctx.response_headers["x-llmgw-model"] = hit.response.model
+            self._hit(ctx, hit)
+            if hit.layer == "exact" and self.near.maxsize and self._near_allowed(ctx.tenant):
+                self._remember(exact_key(query), hit)
             return hit_answer(hit)
         ctx.cache_status = "miss"
         ctx.on_finish(self._store_when_done)
@@ -83,6 +100,24 @@ class Cache:
     def _likely_hit(self, ctx: RequestContext) -> bool:
         expires = self.stored.get(exact_key(cache_query(ctx)))
         return expires is not None and expires > time.monotonic()
+
+    def _near_hit(self, ctx: RequestContext) -> bool:
+        query = cache_query(ctx)
+        found = self.near.get(exact_key(query))
+        if found is None or found[0] <= time.monotonic():
+            return False
+        hit = found[1]
+        ctx.cache_query = query
+        metrics.observe_cache("hit", "near")
+        self._hit(ctx, hit)
+        ctx.answer = hit_answer(hit)
+        return True
+
+    @staticmethod
+    def _hit(ctx: RequestContext, hit: CacheHit) -> None:
+        ctx.cache_status = f"hit-{hit.layer}"
+        ctx.response_headers["x-llmgw-cache"] = ctx.cache_status
+        ctx.response_headers["x-llmgw-model"] = hit.response.model
 
     async def _lookup(self, query: CacheQuery) -> CacheHit | None:
         try:
@@ -101,7 +136,10 @@ class Cache:
         query = ctx.cache_query
         response = CachedResponse(ctx.text, last.finish_reason, last.prompt_tokens, last.completion_tokens,
                                   last.model, time.time())
-        self.stored.put(exact_key(query), time.monotonic() + self.ttl_s)
+        key = exact_key(query)
+        self.stored.put(key, time.monotonic() + self.cfg.ttl_seconds)
+        if self.near.maxsize and self._near_allowed(query.tenant):
+            self._remember(key, CacheHit(response, "exact"))
         self.pending.schedule(context_key(query), lambda: self._store(query, response))()
 
     async def _store(self, query: CacheQuery, response: CachedResponse) -> None:
