@@ -68,7 +68,7 @@ class Cache:
         return self.cfg.near_ttl_s > 0 and protection != "redact"
 
     def _remember(self, key: str, hit: CacheHit) -> None:
-        self.near.put(key, (time.monotonic() + self.cfg.near_ttl_s, hit))
+        self.near.put(key, (time.monotonic() + min(self.cfg.near_ttl_s, self.cfg.ttl_seconds), hit))
 
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.cache_status != "pending":
