@@ -88,22 +88,39 @@ def evaluate(
     report: Path = typer.Option(None, help="Write a PNG of the precision / hit-rate curves here."),
     rounds: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals."),
     legacy: bool = typer.Option(False, help="The older table on all held-out QQP pairs, look-alikes and latency."),
+    choose_pairs: Path = typer.Option(None, help="Your labelled pairs (`llmgw cache export-pairs`, 'same' filled in): "
+                                      "added to the choose sets of the automatic balanced rule."),
 ) -> None:
     """Strict and balanced operating points on disjoint report splits, with bootstrap 95 % intervals."""
     if legacy:
         return _legacy_eval()
     from app.caching.loader import load_verifier
-    from app.caching.quality import build_sets, choose_balanced, curve, measure
+    from app.caching.quality import build_sets, choose_balanced, curve, hand_pairs, measure
     from app.caching.settings import CacheConfig
     from app.caching.strictness import operating_point
 
     cfg = CacheConfig()
     verifier = load_verifier(cfg)
     choose, sets = build_sets(verifier)
-    gate, threshold, info = choose_balanced(choose)
+    if "ovos_choose" not in choose:
+        console.print("outside set (OVOS intent files) not installed: `make eval-data` adds it to the report")
+    recall_sets, negative_sets = ("everyday_cal", "ovos_choose"), ("everyday_cal", "lookalikes")
+    if choose_pairs is not None:
+        from app.caching.log_pairs import labelled_pairs
+
+        yours = labelled_pairs(choose_pairs)
+        if not yours:
+            raise typer.BadParameter(f"{choose_pairs} has no labelled row ('same': true/false)")
+        choose["your_pairs"] = hand_pairs(verifier, pairs=yours, name="your-pairs")
+        recall_sets, negative_sets = (*recall_sets, "your_pairs"), (*negative_sets, "your_pairs")
+    gate, threshold, info = choose_balanced(choose, recall_sets=recall_sets, negative_sets=negative_sets)
     console.print(f"balanced point chosen on the choose sets: gate {gate:.2f}, threshold {threshold:.3f} "
                   f"({json.dumps({k: round(v, 3) for k, v in info.items()})}); configured: "
                   f"gate {cfg.balanced_similarity_threshold:.2f}, threshold {cfg.balanced_verifier_threshold:.3f}")
+    if "ovos_choose" in choose:  # the outside negatives too: their closest look-alikes bound the threshold
+        g2, t2, info2 = choose_balanced(choose, recall_sets=recall_sets, negative_sets=(*negative_sets, "ovos_choose"))
+        console.print(f"  with the OVOS choose negatives as well: gate {g2:.2f}, threshold {t2:.3f} "
+                      f"({json.dumps({k: round(v, 3) for k, v in info2.items()})})")
     points = {level: operating_point(cfg, level, getattr(verifier, "threshold", None))
               for level in ("strict", "balanced")}
     points["strict + slot veto"] = type(points["strict"])(points["strict"].gate, points["strict"].threshold, True)
@@ -127,8 +144,14 @@ def evaluate(
         qqp = [s for k, s in sets.items() if k.startswith("qqp")]
         merged = ScoredPairs("QQP report splits", [], [], *[np.concatenate([getattr(s, f) for s in qqp])
                                                             for f in ("same", "cosine", "proba", "slot")])
+        shown = [merged, sets["everyday_eval"]]
+        if "ovos_r1" in sets:  # the outside set's two report groups, merged
+            ovos = [sets["ovos_r1"], sets["ovos_r2"]]
+            shown.append(ScoredPairs("outside: OVOS report groups", [], [],
+                                     *[np.concatenate([getattr(s, f) for s in ovos]) for f in ("same", "cosine",
+                                                                                              "proba", "slot")]))
         panels = []
-        for s in (merged, sets["everyday_eval"]):
+        for s in shown:
             curves = {f"gate {points['strict'].gate:.2f}": curve(s, points["strict"].gate),
                       f"gate {points['balanced'].gate:.2f} + slot veto": curve(s, points["balanced"].gate, True)}
             marks = {}
@@ -138,7 +161,8 @@ def evaluate(
                 marks[level] = (float(hit[s.same].mean()), float(s.same[hit].mean()) if hit.any() else 1.0)
             panels.append(Panel(f"{s.name} ({len(s.same)} pairs)", "hit rate (share of true duplicates served)",
                                 "precision (served hits that were the same question)",
-                                {k: (x, y) for k, (x, y) in curves.items()}, points=marks, ylim=(0.5, 1.02)))
+                                {k: (x, y) for k, (x, y) in curves.items()}, points=marks,
+                                ylim=(0.0 if s.name.startswith("outside") else 0.5, 1.02)))
         write_report(report, f"semantic cache, verifier {verifier.version}: precision vs hit rate", panels)
         console.print(f"wrote {report}")
 
@@ -168,6 +192,31 @@ def _legacy_eval() -> None:
                       f"(cosine >= 0.90 alone would serve {r['served_by_cosine_0.90']})")
         for pair in r["served_pairs"] if name == "negatives" else []:
             console.print(f"  served negative: {pair}")
+
+
+@cache_app.command("export-pairs")
+def export_pairs(
+    from_request_log: Path = typer.Option(..., help="Request log JSONL (rotated copies are read too)."),
+    out: Path = typer.Option(..., help="Write the candidate pairs here (JSONL, 'same': null to fill in)."),
+    tenant: str = typer.Option(None, help="Only this tenant's records."),
+    gate: float = typer.Option(0.70, help="Cosine a candidate needs (the balanced gate)."),
+) -> None:
+    """Candidate pairs from your traffic: each logged question with its nearest earlier one of the same tenant."""
+    from app.caching.log_pairs import candidate_pairs, log_questions, write_pairs
+    from app.observability.request_log import iter_all_records, iter_records
+    from app.routing.datasets import embed_texts_cached
+
+    path = str(from_request_log)
+    records = iter_all_records(path) if tenant is None else iter_records(path, tenant=tenant)
+    questions = log_questions(records)
+    if len(questions) < 2:
+        console.print(f"only {len(questions)} questions in the log; nothing to pair")
+        raise typer.Exit(1)
+    vectors = embed_texts_cached([q for _, q in questions], "request-log-cache")
+    rows = candidate_pairs(questions, vectors, gate)
+    write_pairs(rows, out)
+    console.print(f"{len(questions)} questions -> {len(rows)} candidate pairs (cosine >= {gate:.2f}) in {out}; "
+                  "set 'same' to true/false, then `llmgw cache eval --choose-pairs` " + str(out))
 
 
 @cache_app.command("train-verifier")

@@ -87,10 +87,14 @@ def test_cache_eval_report_writes_png(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(loader, "load_verifier", lambda cfg: _FakeVerifier())
     choose = {"qqp_choose": scored("qqp choose", 200), "everyday_cal": scored("cal", 40),
               "lookalikes": scored("look", 20)}
-    report = {"qqp_r1": scored("QQP 1", 100), "qqp_r2": scored("QQP 2", 100), "everyday_eval": scored("eval", 60)}
+    report = {"qqp_r1": scored("QQP 1", 100), "qqp_r2": scored("QQP 2", 100), "everyday_eval": scored("eval", 60),
+              "ovos_r1": scored("OVOS 1", 80), "ovos_r2": scored("OVOS 2", 40)}
     monkeypatch.setattr(quality, "build_sets", lambda verifier: (choose, report))
     monkeypatch.setattr(quality, "choose_balanced", lambda choose, **kw: (0.7, 0.7, {"recall": 0.5}))
     out = tmp_path / "cache.png"
     result = CliRunner().invoke(cli, ["cache", "eval", "--report", str(out), "--rounds", "50"])
     assert result.exit_code == 0, result.output
     assert _is_png(out)
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(out).shape[1] == 1650  # three panels: QQP, everyday eval, the outside set
