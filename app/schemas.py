@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from app.api.chat_params import (
     ResponseFormat,
@@ -19,6 +19,7 @@ from app.api.chat_params import (
     check_tools,
     response_format_dict,
 )
+from app.api.request_validation import validation_error  # noqa: F401 (re-exported: callers import it from here)
 from app.errors import InvalidRequestError
 from app.response_bodies import (  # noqa: F401 (re-exported: the response builders used to live here)
     chat_chunk,
@@ -146,25 +147,25 @@ class ChatMessage(_Request):
 
 
 class StreamOptions(_Request):
-    include_usage: bool = False
-    include_obfuscation: bool | None = None  # no obfuscation padding is added: accepted, documented
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool | None = None  # no obfuscation padding is added: accepted, documented
 
 
 class _SamplingFields(_TopLevel):
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    n: int | None = Field(default=None, ge=1, le=128)
-    stream: bool | None = False
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    n: StrictInt | None = Field(default=None, ge=1, le=128)
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = Field(default=0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=0.0, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
+    seed: StrictInt | None = None
+    presence_penalty: StrictFloat | None = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: StrictFloat | None = Field(default=0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, StrictFloat] | None = None
     user: str | None = None
-    cache: bool | None = None  # gateway extension: false bypasses the response cache
+    cache: StrictBool | None = None  # gateway extension: false bypasses the response cache
 
     @field_validator("stop")
     @classmethod
@@ -216,20 +217,20 @@ class _SamplingFields(_TopLevel):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(default_factory=list)  # may be empty only with a ``prompt_ref``
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: ResponseFormat | None = Field(default=None, discriminator="type")
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     # Informational: accepted, no effect on the answer.
     metadata: dict[str, str] | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
     # Accepted only at their no-op values; anything else is refused by name.
-    store: bool | None = None
+    store: StrictBool | None = None
     service_tier: str | None = None
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
@@ -300,10 +301,10 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    echo: bool | None = False
-    logprobs: int | None = Field(default=None, ge=0, le=5)
-    best_of: int | None = Field(default=None, ge=1, le=20)
+    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]]
+    echo: StrictBool | None = False
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=5)
+    best_of: StrictInt | None = Field(default=None, ge=1, le=20)
     suffix: str | None = None
 
     @model_validator(mode="after")
@@ -333,27 +334,3 @@ class CompletionRequest(_SamplingFields):
 
     def sampling_fields(self) -> dict[str, Any]:
         return {"logprobs": self.logprobs, "logit_bias": self.logit_bias}
-
-
-def validation_error(exc: Any) -> InvalidRequestError:
-    """Turn a pydantic ValidationError into a 400 naming the first offending field."""
-    errors = exc.errors()
-    first = max(errors, key=lambda e: len(e.get("loc", ())))  # in a union: the branch that got furthest
-    loc: list[str] = []
-    for part in (str(p) for p in first.get("loc", ())):
-        if not _is_union_tag(part) and not (loc and loc[-1] == part == "json_schema"):
-            loc.append(part)
-    param = ".".join(loc) or None
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
-        return InvalidRequestError(f"Unrecognized request argument supplied: '{param}'.", param=param,
-                                   code="unknown_parameter")
-    return InvalidRequestError(f"Invalid value for '{param}': {msg}" if param else msg, param=param)
-
-
-def _is_union_tag(part: str) -> bool:
-    """Pydantic's loc entries naming a union member (``function-after[...]``, ``str``, ``TextPart``...)."""
-    return part.startswith("function-") or part in _UNION_TAGS or part[:1].isupper() or "[" in part
-
-
-_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "json_object"}

@@ -10,6 +10,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     status_code_conformance,
 )
@@ -23,8 +24,8 @@ def steer(case) -> None:
     """Most generated ``model`` strings are unknown (a 404): send about half of the bodies to a served model
     so the fuzzing reaches the pools, and keep their generation short (deterministic per body)."""
     body = case.body
-    if not isinstance(body, dict):
-        return
+    if not isinstance(body, dict) or (case.meta is not None and case.meta.generation.mode.is_negative):
+        return  # a schema-violating body must stay one: negative_data_rejection expects its 4xx
     seed = zlib.crc32(json.dumps(body, sort_keys=True, default=str).encode())
     if case.path != "/v1/embeddings" and "model" in body and seed % 2 == 0:
         body["model"] = MODELS[seed // 2 % len(MODELS)]
@@ -58,7 +59,6 @@ def openai_error_shape(ctx, response, case) -> bool | None:
     return None
 
 
-# Not negative_data_rejection: the request models validate in pydantic's lax mode, so "5" for an integer or
-# 0 for a boolean is coerced and accepted where the document (and OpenAI) says the type strictly (docs/reliability.md).
+# negative_data_rejection: numbers and booleans are typed strictly, as the document (and OpenAI) says.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          openai_error_shape]
+          negative_data_rejection, openai_error_shape]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.errors import InvalidRequestError
 from app.structured.schema_support import check_schema
@@ -25,7 +25,7 @@ class FunctionDef(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class Tool(_Strict):
@@ -49,7 +49,7 @@ class JsonSchemaFormat(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -28,6 +28,9 @@ ERROR = {
         "properties": {"message": {"type": "string", "minLength": 1}, "type": {"type": "string"},
                        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
 }
+_RESPONSES_CONTENT = {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+    "type": "object", "required": ["type", "text"],
+    "properties": {"type": {"enum": ["input_text", "output_text", "text"]}, "text": {"type": "string"}}}}]}
 RESPONSES_REQUEST = {  # the stateless subset app/api/responses.py translates onto chat completions
     "type": "object", "required": ["model", "input"],
     "properties": {
@@ -36,11 +39,9 @@ RESPONSES_REQUEST = {  # the stateless subset app/api/responses.py translates on
             "type": "object", "properties": {
                 "type": {"enum": ["message", "function_call", "function_call_output", "reasoning"]},
                 "role": {"enum": ["user", "system", "developer", "assistant"]},
-                "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
-                    "type": "object", "required": ["type", "text"],
-                    "properties": {"type": {"enum": ["input_text", "output_text"]}, "text": {"type": "string"}}}}]},
+                "content": _RESPONSES_CONTENT,
                 "call_id": {"type": "string"}, "name": {"type": "string"}, "arguments": {"type": "string"},
-                "output": {"type": "string"}}}}]},
+                "output": _RESPONSES_CONTENT}}}]},
         "instructions": {"type": ["string", "null"]},
         "stream": {"type": ["boolean", "null"]},
         "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+from app.api.request_validation import type_error
 from app.errors import GatewayError, InvalidRequestError
 from app.generation import GenerationChunk
 
@@ -27,6 +28,11 @@ _REFUSED = {"previous_response_id": "stateless: send the whole conversation in '
             "reasoning": "the models do not reason", "max_tool_calls": "no built-in tool loop",
             "top_logprobs": "no logprobs on /v1/responses (use chat completions)"}
 _TEXT_ROLES = {"user", "system", "developer", "assistant"}
+# typed strictly, as OpenAI types them (the other typed fields are validated by the chat model under their own name)
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "stream": ((bool,), "a boolean"), "store": ((bool,), "a boolean"), "max_output_tokens": ((int,), "an integer"),
+    "instructions": ((str,), "a string"), "tools": ((list,), "an array"), "text": ((dict,), "an object"),
+    "tool_choice": ((str, dict), "a string or an object")}
 
 
 def _refuse(param: str, why: str) -> InvalidRequestError:
@@ -43,10 +49,23 @@ def _content_text(content: Any, param: str) -> str:
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
-            parts.append(str(part.get("text", "")))
+            if "text" not in part:
+                raise InvalidRequestError(f"Missing required parameter: '{param}.{j}.text'.", param=f"{param}.{j}.text",
+                                          code="missing_required_parameter")
+            parts.append(_string(part, "text", f"{param}.{j}.text", ""))
         else:
             raise _refuse(f"{param}.{j}.type", f"content parts of type '{kind}' (the models are text-only)")
     return "".join(parts)
+
+
+def _string(obj: dict[str, Any], key: str, param: str, default: str) -> str:
+    """``obj[key]``, which must be a string when present (typed strictly, as OpenAI types it)."""
+    if key not in obj:
+        return default
+    value = obj[key]
+    if not isinstance(value, str):
+        raise type_error(param, "a string", value)
+    return value
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,6 +80,11 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise InvalidRequestError(f"'input.{i}' must be an object.", param=f"input.{i}")
+        for key in ("id", "call_id", "name", "arguments"):  # typed strictly on every item, as documented
+            _string(item, key, f"input.{i}.{key}", "")
+        for key in ("content", "output"):
+            if key in item:
+                _content_text(item[key], f"input.{i}.{key}")
         kind = item.get("type", "message")
         if kind == "message":
             if not isinstance(item.get("role"), str) or item["role"] not in _TEXT_ROLES:  # a dict is unhashable
@@ -69,8 +93,11 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             messages.append({"role": item["role"], "content": _content_text(item.get("content", ""),
                                                                             f"input.{i}.content")})
         elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id") or "", "type": "function",
-                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "{}")}}
+            call_id = _string(item, "call_id", f"input.{i}.call_id", "")
+            call = {"id": call_id or _string(item, "id", f"input.{i}.id", ""),
+                    "type": "function", "function": {"name": _string(item, "name", f"input.{i}.name", ""),
+                                                     "arguments": _string(item, "arguments", f"input.{i}.arguments",
+                                                                          "{}")}}
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
@@ -78,7 +105,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output", "")
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
+            messages.append({"role": "tool", "tool_call_id": _string(item, "call_id", f"input.{i}.call_id", ""),
                              "content": output if isinstance(output, str) else _content_text(output,
                                                                                                f"input.{i}.output")})
         elif kind == "reasoning":
@@ -108,6 +135,9 @@ def _tool_choice(choice: Any) -> Any:
         if choice.get("type") != "function":
             raise _refuse("tool_choice.type", f"tool_choice of type '{choice.get('type')}'")
         return {"type": "function", "function": {"name": choice.get("name", "")}}
+    if choice not in ("none", "auto", "required"):
+        raise InvalidRequestError(f"Invalid value for 'tool_choice': {choice!r} (none, auto, required or an object).",
+                                  param="tool_choice")
     return choice
 
 
@@ -138,6 +168,10 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         if key not in KNOWN:
             raise InvalidRequestError(f"Unrecognized request argument supplied: '{key}'.", param=key,
                                       code="unknown_parameter")
+    for key, (kinds, expected) in _TYPES.items():  # the fields not passed on to the chat model as they are
+        value = body.get(key)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise type_error(key, expected, value)
     for key, why in _REFUSED.items():
         if body.get(key) is not None:
             raise _refuse(key, why)
@@ -155,15 +189,17 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         if body.get(src) is not None:
             chat[dst] = body[src]
     tools = _tools(body.get("tools"))
+    choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None
     if tools:
         chat["tools"] = tools
-        if body.get("tool_choice") is not None:
-            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+        if choice is not None:
+            chat["tool_choice"] = choice
     fmt = _response_format(body.get("text"))
     if fmt is not None:
         chat["response_format"] = fmt
-    if body.get("stream"):
-        chat["stream"] = True
+    if body.get("stream") is not None:
+        chat["stream"] = body["stream"]  # a non-boolean is refused by the chat model, naming 'stream'
+    if body.get("stream") is True:
         chat["stream_options"] = {"include_usage": True}
     return chat
 
