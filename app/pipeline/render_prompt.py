@@ -30,12 +30,13 @@ from app.prompts.experiments import Experiment
 from app.prompts.models import PromptVersion
 from app.prompts.ref import PromptRef, parse_prompt_ref
 from app.prompts.registry import PromptRegistry
-from app.prompts.shadow import ShadowJob, ShadowRunner
+from app.prompts.shadow import InFlight, ShadowJob, ShadowRunner
 from app.prompts.template import render
 from app.schemas import ChatMessage
 
 logger = logging.getLogger(__name__)
 USER_HEADER = "x-llmgw-user"
+_IN_FLIGHT = "prompt_in_flight"  # ctx.extras: the InFlight this request entered (the outcome finisher leaves it)
 
 
 @dataclass(slots=True)
@@ -66,13 +67,18 @@ def assignment_key(ctx: RequestContext, kind: str) -> str:
 class RenderPrompt:
     name = "render_prompt"
 
-    def __init__(self, config: GatewayConfig, registry: PromptRegistry, experiments: Experiments | None) -> None:
+    def __init__(self, config: GatewayConfig, registry: PromptRegistry, experiments: Experiments | None,
+                 inflight: InFlight | None = None) -> None:
+        self.inflight = inflight or InFlight()  # every request reaching this stage, for the shadows' gaps
         self.registry = registry
         self.experiments = experiments
         self.names = config.model_names()
         self.default_label = config.prompts.default_label
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if _IN_FLIGHT not in ctx.extras:
+            self.inflight.enter()
+            ctx.extras[_IN_FLIGHT] = self.inflight
         raw = (ctx.body or {}).get("prompt_ref")
         if raw is None:
             return
@@ -161,6 +167,9 @@ class PromptOutcome:
         self.tasks: set[asyncio.Task] = set()
 
     async def __call__(self, ctx: RequestContext) -> None:
+        held: InFlight | None = ctx.extras.pop(_IN_FLIGHT, None)
+        if held is not None:
+            held.leave()  # the served answer is done: shadows may use the gap
         use: PromptUse | None = ctx.extras.get("render_prompt")
         if use is None:
             return
@@ -231,7 +240,8 @@ class PromptWiring:
                                    max_concurrency=cfg.max_concurrency if cfg else 4,
                                    timeout_s=cfg.timeout_s if cfg else 60.0,
                                    start_delay_s=cfg.start_delay_s if cfg else 0.0,
-                                   max_pending=cfg.max_pending if cfg else 256)
+                                   max_pending=cfg.max_pending if cfg else 256,
+                                   served=self.render.inflight, yield_max_s=cfg.yield_max_s if cfg else 0.0)
         self.outcome.shadow = self.shadow
         return self.shadow
 
@@ -251,15 +261,17 @@ def build_prompt_wiring(config: GatewayConfig, request_log: Any = None, shadow_g
     experiments = Experiments(registry, set(config.model_names()))
     ev = config.evaluation
     judge = Judge(ev.judge) if ev.judge is not None else None
+    inflight = InFlight()
     shadow = None
     if shadow_generate is not None:
         shadow = ShadowRunner(shadow_generate, experiments, request_log=request_log, judge=judge,
                               max_concurrency=config.prompts.shadow.max_concurrency,
                               timeout_s=config.prompts.shadow.timeout_s,
                               start_delay_s=config.prompts.shadow.start_delay_s,
-                              max_pending=config.prompts.shadow.max_pending)
+                              max_pending=config.prompts.shadow.max_pending, served=inflight,
+                              yield_max_s=config.prompts.shadow.yield_max_s)
     online = None
     if judge is not None and ev.online.enabled and request_log is not None:
         online = OnlineEvaluator(judge, ev.online, request_log, experiments)
-    return PromptWiring(registry, experiments, RenderPrompt(config, registry, experiments),
+    return PromptWiring(registry, experiments, RenderPrompt(config, registry, experiments, inflight),
                         PromptOutcome(config, experiments, shadow), shadow, online, config, judge, request_log)

@@ -19,6 +19,9 @@ class ShadowConfig(_Strict):
     # a shadow starts this long after the served answer ended, so the answer's last bytes (SSE [DONE])
     # leave before the candidate's render and pool call take the event loop (docs/prompts.md, measured)
     start_delay_s: float = Field(0.25, ge=0.0, le=10.0)
+    # then a shadow waits for a moment with no served request in flight on its replica (the lower-priority
+    # path; docs/prompts.md, measured), at most this long, else it is skipped_busy; 0 = start at once
+    yield_max_s: float = Field(2.0, ge=0.0, le=60.0)
 
 
 class PromptsConfig(_Strict):

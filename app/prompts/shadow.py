@@ -31,6 +31,35 @@ logger = logging.getLogger(__name__)
 Generate = Callable[[GenerationRequest], Awaitable["str | GenerationChunk"]]
 
 
+class InFlight:
+    """Served requests in flight on this replica (the render stage enters, the outcome finisher leaves), so
+    shadows run in the gaps between them: the lower-priority path."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count = max(0, self.count - 1)
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """True once no served request is in flight (at once if none is); False after ``timeout_s``."""
+        if self.count == 0:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass(slots=True)
 class ShadowJob:
     """One shadow run: the candidate's request and what was served for comparison."""
@@ -49,7 +78,8 @@ class ShadowJob:
 class ShadowRunner:
     def __init__(self, generate: Generate, experiments: Experiments, *, request_log: RequestLogger | None = None,
                  judge: Judge | None = None, max_concurrency: int = 4, timeout_s: float = 60.0,
-                 start_delay_s: float = 0.0, max_pending: int = 256) -> None:
+                 start_delay_s: float = 0.0, max_pending: int = 256, served: InFlight | None = None,
+                 yield_max_s: float = 0.0) -> None:
         self.generate = generate
         self.experiments = experiments
         self.request_log = request_log
@@ -57,6 +87,8 @@ class ShadowRunner:
         self.max_concurrency = max_concurrency  # runs in flight (past the start delay); the others wait for a slot
         self.max_pending = max_pending  # tasks held, waiting ones included; beyond it a sample is skipped_busy
         self.running = 0
+        self.served = served  # served requests in flight: a shadow starts only in a gap between them
+        self.yield_max_s = yield_max_s  # how long a shadow waits for that gap before it is skipped_busy (0: no wait)
         self._waiters: collections.deque[asyncio.Future] = collections.deque()  # past the delay, waiting for a slot
         self.timeout_s = timeout_s
         self.start_delay_s = start_delay_s  # the served answer's last bytes go out before a shadow starts
@@ -88,6 +120,9 @@ class ShadowRunner:
     async def _run(self, job: ShadowJob) -> None:
         if self.start_delay_s > 0:
             await asyncio.sleep(self.start_delay_s)  # waiting holds no run slot
+        if self.served is not None and self.yield_max_s > 0 and not await self.served.wait_idle(self.yield_max_s):
+            self._count(job.experiment, "skipped_busy")  # served traffic never paused long enough
+            return
         while self.running >= self.max_concurrency:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)

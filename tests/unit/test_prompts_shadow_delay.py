@@ -86,3 +86,45 @@ def test_max_pending_is_configured_and_reaches_the_runner() -> None:
     cfg = GatewayConfig.model_validate({**base.model_dump(), "prompts": {"shadow": {"max_pending": 9}}})
     assert build_prompt_wiring(cfg).attach_shadow(lambda req: None).max_pending == 9
     assert build_prompt_wiring(cfg, shadow_generate=lambda req: None).shadow.max_pending == 9
+
+
+async def test_a_shadow_waits_for_a_gap_between_served_requests() -> None:
+    """The lower-priority path: past its delay a shadow starts only when no served request is in flight on the
+    replica; one that never finds a gap within yield_max_s is skipped_busy."""
+    from app.prompts.shadow import InFlight
+
+    started: list[int] = []
+
+    async def generate(req):
+        started.append(served.count)
+        return GenerationChunk("shadow", "stop", 1, 1, "tiny-small")
+
+    pipe, _, _, experiments, _, shadow = await setup(generate)
+    served = InFlight()
+    render = next(s for s in pipe.stages if s.name == "render_prompt")
+    render.inflight = served
+    shadow.served, shadow.start_delay_s, shadow.yield_max_s = served, 0.0, 0.3
+    await experiments.start("acme", {"name": "cand", "prompt": "support", "shadow": {"version": 2, "sample_rate": 1.0}})
+    assert await drain(pipe, ctx(REF)) == "w w w " and served.count == 0  # the finisher left
+    served.enter()  # another served request in flight
+    await drain(pipe, ctx(REF))
+    await asyncio.sleep(0.1)
+    assert started == [] and len(shadow.tasks) == 2  # both wait for the gap
+    served.leave()
+    await shadow.wait()
+    assert started == [0, 0] and shadow.counts == {"ok": 2}
+    served.enter()  # a replica that is never idle: the shadow gives up
+    await drain(pipe, ctx(REF))
+    await shadow.wait()
+    assert shadow.counts == {"ok": 2, "skipped_busy": 1}
+    served.leave()
+
+
+def test_yield_is_configured_and_wired_to_the_render_stage() -> None:
+    base = config()
+    assert base.prompts.shadow.yield_max_s == 2.0
+    wiring = build_prompt_wiring(base)
+    runner = wiring.attach_shadow(lambda req: None)
+    assert runner.served is wiring.render.inflight and runner.yield_max_s == 2.0
+    built = build_prompt_wiring(base, shadow_generate=lambda req: None)
+    assert built.shadow.served is built.render.inflight
