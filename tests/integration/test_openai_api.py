@@ -32,9 +32,10 @@ def test_greedy_is_deterministic_and_pools_differ(gateway_url: str) -> None:
     msgs = [{"role": "user", "content": "Tell me about the weather"}]
     a = client.chat.completions.create(model="small", messages=msgs, max_tokens=8, temperature=0)
     b = client.chat.completions.create(model="small", messages=msgs, max_tokens=8, temperature=0)
-    c = client.chat.completions.create(model="large", messages=msgs, max_tokens=8, temperature=0)
+    raw = client.chat.completions.with_raw_response.create(model="large", messages=msgs, max_tokens=8, temperature=0)
+    c, seen = raw.parse(), {k: raw.headers.get(k) for k in ("x-llmgw-path", "x-llmgw-cache", "x-llmgw-route")}
     assert a.choices[0].message.content == b.choices[0].message.content
-    assert c.model == "tiny-large" and c.choices[0].message.content != a.choices[0].message.content
+    assert c.model == "tiny-large" and c.choices[0].message.content != a.choices[0].message.content, seen
 
 
 def test_legacy_completion(gateway_url: str) -> None:
