@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -167,12 +169,40 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
 
 
+def reap_dead_processes(path: str) -> list[int]:
+    """Drop the live gauges of processes of this node that died without their shutdown hook (a killed or
+    crashed replica): else its last in-flight / queue values stay in every ``livesum`` forever. Returns the pids."""
+    dead = set()
+    for f in Path(path).glob("gauge_live*_*.db"):
+        tail = f.stem.rsplit("_", 1)[1]
+        pid = int(tail) if tail.isdigit() else os.getpid()
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead.add(pid)
+        except PermissionError:  # alive, another user's
+            pass
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return sorted(dead)
+
+
+class LiveMultiProcessCollector(multiprocess.MultiProcessCollector):
+    """The node's merged metrics, minus the live gauges of processes that are gone (``reap_dead_processes``)."""
+
+    def collect(self) -> Iterable[Any]:
+        reap_dead_processes(self._path)
+        return super().collect()
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The Prometheus text exposition of every process on this node (or just this one)."""
     path = multiprocess_dir()
     if path:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=path)
+        LiveMultiProcessCollector(registry, path=path)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST  # single process: this process's own metrics
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
-from app.observability.metrics import multiprocess_dir
+from app.observability.metrics import LiveMultiProcessCollector, multiprocess_dir
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     if not path:
         raise SystemExit("PROMETHEUS_MULTIPROC_DIR is not set: nothing to export")
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    LiveMultiProcessCollector(registry, path=path)
     start_http_server(args.port, addr=args.host, registry=registry)
     while True:
         time.sleep(3600)

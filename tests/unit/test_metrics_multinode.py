@@ -44,11 +44,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_RUNNING: list[subprocess.Popen] = []  # replica stand-ins keep running: a dead process's live gauges are reaped
+
+
 def _replica(node_dir: Path, code: str, **values: object) -> None:
     for name, value in values.items():
         code = code.replace(f"_{name}_", repr(value))
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(node_dir), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60, cwd=ROOT)
+    code += "\nprint('ready', flush=True)\nimport time\ntime.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    _RUNNING.append(proc)
+    assert proc.stdout.readline().strip() == "ready"
 
 
 @pytest.fixture()
@@ -64,9 +70,10 @@ def exporters(tmp_path: Path) -> Iterator[tuple[dict[str, Path], dict[str, str]]
     try:
         yield dirs, urls
     finally:
-        for proc in procs:
+        for proc in procs + _RUNNING:
             proc.terminate()
             proc.wait(10)
+        _RUNNING.clear()
 
 
 def _scrape(url: str) -> list:

@@ -90,18 +90,18 @@ for _ in range(n):
                             tenant="t", completion_tokens=2)
 metrics.POOL_ONGOING.labels("small").set(n)
 metrics.set_breaker_states({"pool:small": 1 if n == 3 else 0})
-print(__import__("os").getpid())
+print(__import__("os").getpid(), flush=True)
+__import__("time").sleep(600)  # a replica that keeps running (a dead one's live gauges are dropped)
 """
 
 
-def test_multiprocess_aggregates_two_processes(tmp_path, monkeypatch) -> None:
+def test_multiprocess_aggregates_two_processes(tmp_path, monkeypatch, request) -> None:
     prom_dir = metrics.prepare_multiprocess_dir(tmp_path / "prom")
     env = {**os.environ, "PYTHONPATH": str(ROOT), metrics.MULTIPROC_ENV: str(prom_dir)}
-    pids = []
-    for n in (3, 4):
-        out = subprocess.run([sys.executable, "-c", REPLICA, str(n)], env=env, cwd=ROOT, check=True,
-                             capture_output=True, text=True, timeout=60)
-        pids.append(int(out.stdout.strip()))
+    procs = [subprocess.Popen([sys.executable, "-c", REPLICA, str(n)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True) for n in (3, 4)]
+    request.addfinalizer(lambda: [(p.kill(), p.wait()) for p in procs])
+    pids = [int(p.stdout.readline().strip()) for p in procs]
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(prom_dir))
     samples = _render()
     assert _value(samples, "llmgw_requests_total", endpoint="chat", route="small", model="m", status="200") == 7

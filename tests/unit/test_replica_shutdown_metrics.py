@@ -53,10 +53,43 @@ def _samples() -> dict:
 def test_graceful_shutdown_drops_live_gauges(hook: str, tmp_path, monkeypatch) -> None:
     prom = metrics.prepare_multiprocess_dir(tmp_path / "prom")
     env = {**os.environ, "PYTHONPATH": str(ROOT), metrics.MULTIPROC_ENV: str(prom)}
-    subprocess.run([sys.executable, "-c", REPLICA, "none"], env=env, cwd=ROOT, check=True, timeout=120)  # killed
-    subprocess.run([sys.executable, "-c", REPLICA, hook], env=env, cwd=ROOT, check=True, timeout=120)  # stopped
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(prom))
-    samples = _samples()
+    running = _running_replica(env)  # still serving: its live gauges stay
+    try:
+        subprocess.run([sys.executable, "-c", REPLICA, hook], env=env, cwd=ROOT, check=True, timeout=120)  # stopped
+        monkeypatch.setenv(metrics.MULTIPROC_ENV, str(prom))
+        samples = _samples()
+    finally:
+        running.kill()
+        running.wait()
     assert samples['llmgw_pool_ongoing_requests{pool="small"}'] == 3  # only the replica that did not stop
     completed = [v for k, v in samples.items() if k.startswith("llmgw_requests_total{")]
     assert sum(completed) == 2  # counters of both replicas stay
+
+
+def _running_replica(env: dict) -> subprocess.Popen:
+    """A replica process that set its gauges and keeps running (prints ``ready`` first)."""
+    code = REPLICA + "\nprint('ready', flush=True)\nimport time\ntime.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", code, "none"], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_killed_replica_leaves_no_in_flight_behind(tmp_path, monkeypatch) -> None:
+    """A replica killed mid-request (ray.kill, OOM, crash: no shutdown hook) left its in-flight gauge on /metrics for
+    good (the vLLM fault run read 13 requests in flight on pool-small long after the killed replica was gone)."""
+    prom = metrics.prepare_multiprocess_dir(tmp_path / "prom")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), metrics.MULTIPROC_ENV: str(prom)}
+    alive, killed = _running_replica(env), _running_replica(env)
+    killed.kill()
+    killed.wait()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(prom))
+    try:
+        samples = _samples()
+        assert samples['llmgw_pool_ongoing_requests{pool="small"}'] == 3  # the live replica's 3, not 6
+        assert samples['llmgw_breaker_state{target="pool:small"}'] == 2
+        assert sum(v for k, v in samples.items() if k.startswith("llmgw_requests_total{")) == 2  # counters stay
+        assert metrics.reap_dead_processes(str(prom)) == []  # the render reaped it; the live one is kept
+    finally:
+        alive.kill()
+        alive.wait()
+    assert metrics.reap_dead_processes(str(prom)) == [alive.pid]
