@@ -51,11 +51,12 @@ def test_cache_miss_then_hit_traces(client) -> None:
     assert hit.headers["x-llmgw-cache"] == "hit-exact"
     hit_trace = hit.headers["x-llmgw-trace-id"]
     assert hit_trace != trace_id
-    hit_spans = _trace(hit_trace, {"ingress", "cache.lookup"})
+    # the repeat is answered by this ingress replica's near cache (cache.near_ttl_s): no hop, no cache.lookup
+    hit_spans = _trace(hit_trace, {"ingress", "cache.near"})
     names = {s["name"] for s in hit_spans}
-    assert "cache.lookup" in names and "pool.generate" not in names and "generate" not in names
-    lookup = next(s for s in hit_spans if s["name"] == "cache.lookup")
-    assert lookup["attributes"].get("llmgw.cache.outcome") == "hit-exact"
+    assert "cache.lookup" not in names and "pool.generate" not in names and "generate" not in names
+    near = next(s for s in hit_spans if s["name"] == "cache.near")
+    assert near["attributes"].get("llmgw.cache.outcome") == "hit-exact"
 
 
 def test_request_log_redacts_and_filters_by_tenant(client) -> None:
