@@ -66,7 +66,7 @@ class Cache:
 
     def _near_allowed(self, tenant: str) -> bool:
         protection = self.cfg.protection.get(tenant, self.cfg.protection.get("*", "none"))
-        return self.cfg.near_ttl_s > 0 and protection != "redact"
+        return self.near.maxsize > 0 and self.cfg.near_ttl_s > 0 and protection != "redact"
 
     def _remember(self, key: str, hit: CacheHit) -> None:
         self.near.put(key, (time.monotonic() + min(self.cfg.near_ttl_s, self.cfg.ttl_seconds), hit))
@@ -74,9 +74,11 @@ class Cache:
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.cache_status != "pending":
             return
-        if self.near.maxsize and self._near_allowed(ctx.tenant) and self._near_hit(ctx):
+        query = cache_query(ctx)  # without the deferred embedding: enough for the exact key
+        key = exact_key(query)  # once per request: the near cache and the stored-here hint share it
+        if self._near_allowed(ctx.tenant) and self._near_hit(ctx, query, key):
             return
-        if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool" and not self._likely_hit(ctx):
+        if self.overlap and ctx.candidates and ctx.candidates[0].kind == "pool" and not self._likely_hit(key):
             ctx.lookup = asyncio.create_task(self._decide(ctx))  # generate awaits it (app.pipeline.gates)
             return
         ctx.answer = await self._decide(ctx)
@@ -91,20 +93,19 @@ class Cache:
         metrics.observe_cache("hit" if hit is not None else "miss", hit.layer if hit is not None else None)
         if hit is not None:
             self._hit(ctx, hit)
-            if hit.layer == "exact" and self.near.maxsize and self._near_allowed(ctx.tenant):
+            if hit.layer == "exact" and self._near_allowed(ctx.tenant):
                 self._remember(exact_key(query), hit)
             return hit_answer(hit)
         ctx.cache_status = "miss"
         ctx.on_finish(self._store_when_done)
         return None
 
-    def _likely_hit(self, ctx: RequestContext) -> bool:
-        expires = self.stored.get(exact_key(cache_query(ctx)))
+    def _likely_hit(self, key: str) -> bool:
+        expires = self.stored.get(key)
         return expires is not None and expires > time.monotonic()
 
-    def _near_hit(self, ctx: RequestContext) -> bool:
-        query = cache_query(ctx)
-        found = self.near.get(exact_key(query))
+    def _near_hit(self, ctx: RequestContext, query: CacheQuery, key: str) -> bool:
+        found = self.near.get(key)
         if found is None or found[0] <= time.monotonic():
             return False
         hit = found[1]
@@ -141,7 +142,7 @@ class Cache:
                                   last.model, time.time())
         key = exact_key(query)
         self.stored.put(key, time.monotonic() + self.cfg.ttl_seconds)
-        if self.near.maxsize and self._near_allowed(query.tenant):
+        if self._near_allowed(query.tenant):
             self._remember(key, CacheHit(response, "exact"))
         self.pending.schedule(context_key(query), lambda: self._store(query, response))()
 

@@ -15,7 +15,8 @@ import pytest
 from app.api.embeddings import parse_embedding_request
 from app.api.responses import to_chat_request
 from app.errors import GatewayError
-from app.schemas import ChatCompletionRequest, CompletionRequest, validation_error
+from app.schemas import ChatCompletionRequest, CompletionRequest
+from tests.unit.test_api_params import error_for
 from tests.unit.test_fuzz_pipeline import APP
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -23,15 +24,7 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
 
 
 def refusal(model, body: dict) -> GatewayError:
-    from pydantic import ValidationError
-
-    try:
-        model.model_validate(body)
-    except ValidationError as exc:
-        return validation_error(exc)
-    except GatewayError as exc:
-        return exc
-    raise AssertionError(f"accepted: {body}")
+    return error_for(body, model)
 
 
 def test_a_string_max_tokens_gets_openais_400() -> None:
