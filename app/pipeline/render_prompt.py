@@ -14,7 +14,6 @@ tasks: nothing here delays or fails the served answer.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any
 
 from app.config import GatewayConfig
 from app.errors import GatewayError, InvalidRequestError, ServiceUnavailableError
-from app.generation import GenerationRequest
 from app.observability import metrics
 from app.pipeline.context import RequestContext
 from app.prompts.experiment_store import Experiments, Outcome
@@ -30,7 +28,7 @@ from app.prompts.experiments import Experiment
 from app.prompts.models import PromptVersion
 from app.prompts.ref import PromptRef, parse_prompt_ref
 from app.prompts.registry import PromptRegistry
-from app.prompts.shadow import InFlight, ShadowJob, ShadowRunner
+from app.prompts.shadow import InFlight, ShadowJob, ShadowRunner, ShadowTicket
 from app.prompts.template import render
 from app.schemas import ChatMessage
 
@@ -199,23 +197,11 @@ class PromptOutcome:
             logger.warning("recording a prompt experiment outcome failed", exc_info=True)
 
     def _shadow_job(self, ctx: RequestContext, use: PromptUse) -> ShadowJob:
-        exp, spec = use.experiment, use.experiment.shadow
-        served = ctx.gen
-        client_messages = list((served.messages or [])[use.template_messages:])
+        spec = use.experiment.shadow
         pool = (self.names.get(spec.model) or ctx.pool) if spec.model else ctx.pool
-        candidate = spec.describe()
-
-        async def prepare() -> GenerationRequest:
-            pv = use.version
-            if spec.version is not None or spec.label is not None:  # the cached hot-path lookup
-                ns, state = await self.registry.find(exp.namespace, pv.name)
-                pv = await self.registry.resolve_in(ns, pv.name, state, spec.version, spec.label)
-            messages = render(pv.template, use.ref.variables) + client_messages
-            return dataclasses.replace(served, request_id=f"{served.request_id}-shadow", model=pool,
-                                       messages=messages)
-
-        return ShadowJob(exp, None, served.request_id, ctx.text, use.variant, f"{use.version.name}:{candidate}",
-                         use.version.name, str(use.version.version), prepare=prepare)
+        ticket = ShadowTicket(use.experiment, ctx.gen, ctx.text, use.variant, use.version.name, use.version.version,
+                              dict(use.ref.variables or {}), use.template_messages, pool)
+        return ticket.job(self.registry, served_version=use.version)  # job.ticket: the same, as data
 
 
 @dataclass(slots=True)

@@ -6,12 +6,17 @@ answer's last bytes leave first; after the delay it waits for one of ``max_concu
 shadow still in its delay holds none; at most ``max_pending`` are held, beyond it a sample is skipped);
 every error is swallowed and counted. Its cost is counted
 against the experiment's own USD budget; once spent, samples are skipped.
+
+Where it runs: in the ingress replica (this runner, fed by the pools' ``generate``), or, with a shared
+registry, in the low-priority ``ShadowWorker`` deployment (``app.prompts.shadow_worker``): then the ingress
+only hands a picklable :class:`ShadowTicket` over and the worker builds and runs the job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,9 +31,12 @@ from app.observability.redact import redact
 from app.observability.request_log import RequestLogger, RequestLogRecord
 from app.prompts.experiment_store import Experiments, Outcome
 from app.prompts.experiments import Experiment
+from app.prompts.template import render
 
 logger = logging.getLogger(__name__)
-Generate = Callable[[GenerationRequest], Awaitable["str | GenerationChunk"]]
+# the candidate's answer; or (answer, engine latency ms) when the caller knows better than the wall time
+# around the call (a batched pool call returns when its slowest member is done)
+Generate = Callable[[GenerationRequest], Awaitable["str | GenerationChunk | tuple[str | GenerationChunk, float]"]]
 
 
 class InFlight:
@@ -73,6 +81,42 @@ class ShadowJob:
     prompt: str
     version: str  # the served version (metric label)
     prepare: Callable[[], Awaitable[GenerationRequest]] | None = None  # builds ``request`` inside the task
+    ticket: ShadowTicket | None = None  # the job as data, for a runner in another process
+
+
+@dataclass(slots=True)
+class ShadowTicket:
+    """Everything a shadow run needs, as plain picklable data (no template objects, no closures): the ingress
+    builds it after the served answer; the runner (here or in the ShadowWorker) turns it into a job."""
+
+    experiment: Experiment
+    served: GenerationRequest  # the served request (its messages start with the served template's)
+    served_text: str
+    served_variant: str | None
+    prompt: str  # the prompt's name
+    version: int  # the served version
+    variables: dict[str, Any]
+    template_messages: int  # how many of ``served.messages`` the served template rendered
+    pool: str  # where the candidate runs
+
+    def job(self, registry: Any, served_version: Any = None) -> ShadowJob:
+        """The job; ``served_version`` (a PromptVersion) saves a lookup when the candidate keeps the served one."""
+        spec = self.experiment.shadow
+        candidate = f"{self.prompt}:{spec.describe()}"
+
+        async def prepare() -> GenerationRequest:
+            pv = served_version
+            own = spec.version is not None or spec.label is not None  # else a model-only candidate: served version
+            if own or pv is None:  # the cached hot-path lookup
+                ns, state = await registry.find(self.experiment.namespace, self.prompt)
+                pv = await registry.resolve_in(ns, self.prompt, state, *((spec.version, spec.label) if own
+                                                                         else (self.version, None)))
+            messages = render(pv.template, self.variables) + list((self.served.messages or [])[self.template_messages:])
+            return dataclasses.replace(self.served, request_id=f"{self.served.request_id}-shadow", model=self.pool,
+                                       messages=messages)
+
+        return ShadowJob(self.experiment, None, self.served.request_id, self.served_text, self.served_variant,
+                         candidate, self.prompt, str(self.version), prepare=prepare, ticket=self)
 
 
 class ShadowRunner:
@@ -160,6 +204,8 @@ class ShadowRunner:
                 await self._failed(job, "error", started)
                 return
             latency_ms = (time.perf_counter() - started) * 1000
+            if isinstance(result, tuple):
+                result, latency_ms = result
             text, chunk = (result, None) if isinstance(result, str) else (result.text, result)
             prompt_tokens = chunk.prompt_tokens if chunk else 0
             completion_tokens = chunk.completion_tokens if chunk else 0
