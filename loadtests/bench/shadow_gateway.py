@@ -42,6 +42,7 @@ import aiohttp
 import httpx
 import yaml
 
+from loadtests.bench.proc_cpu import CpuSampler
 from loadtests.bench.shadow_stats import Sample, phase_report, plot, quiet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,8 +103,9 @@ def schedule(phase: str, n: int, rate: float, block_s: float, settle_s: float, s
     return out
 
 
-async def run_phase(url: str, tenant: str, plan: list[tuple], max_tokens: int) -> tuple[list[Sample], float]:
-    """Send ``plan`` open loop; the samples and how late the sender fell behind at worst (s)."""
+async def run_phase(url: str, tenant: str, plan: list[tuple], max_tokens: int
+                    ) -> tuple[list[Sample], float, float]:
+    """Send ``plan`` open loop; the samples, how late the sender fell behind at worst (s), its start (perf_counter)."""
     conn = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     samples: list[Sample | None] = [None] * len(plan)
@@ -123,7 +125,21 @@ async def run_phase(url: str, tenant: str, plan: list[tuple], max_tokens: int) -
             late = max(late, -delay)
             tasks.append(asyncio.create_task(fire(k, t0 + offset, max(0.0, -delay))))
         await asyncio.gather(*tasks)
-    return [s for s in samples if s is not None], late
+    return [s for s in samples if s is not None], late, t0
+
+
+def cpu_by_arm(sampler: CpuSampler, t0: float, plan: list[tuple], block_s: float, settle_s: float) -> dict:
+    """Blocks phase: CPU ms per request of each process, shadowed blocks vs not (loadtests/bench/proc_cpu.py)."""
+    def arm_at(offset: float) -> tuple[str, bool] | None:
+        if offset < 0 or offset > plan[-1][0]:
+            return None
+        block = int(offset // block_s)
+        return ("off" if block % 4 in (0, 3) else "on"), offset - block * block_s >= settle_s
+
+    def sent(arm: str, a: float, b: float) -> int:
+        return sum(1 for offset, which, *_ in plan if which == arm and a <= offset < b)
+
+    return sampler.by_arm(t0, arm_at, sent)
 
 
 def _admin() -> dict[str, str]:
@@ -216,6 +232,7 @@ def main() -> None:
     phases: dict[str, list[Sample]] = {}
     runs: dict[str, dict] = {}
     late: dict[str, float] = {}
+    cpu: dict[str, dict] = {}
     try:
         setup(url, tenant, args.sample_rate)
         warm = schedule("per request", min(400, args.requests), args.rate, args.block_s, args.settle_s, seed=99)
@@ -224,7 +241,10 @@ def main() -> None:
             time.sleep(2)  # the previous phase's shadows drain
             before = shadow_runs(url)
             plan = schedule(phase, args.requests, args.rate, args.block_s, args.settle_s, seed)
-            phases[phase], late[phase] = asyncio.run(run_phase(url, tenant, plan, args.max_tokens))
+            with CpuSampler() as sampler:
+                phases[phase], late[phase], t0 = asyncio.run(run_phase(url, tenant, plan, args.max_tokens))
+            if phase == "blocks":
+                cpu[phase] = cpu_by_arm(sampler, t0, plan, args.block_s, args.settle_s)
             time.sleep(2)
             after = shadow_runs(url)
             runs[phase] = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
@@ -236,13 +256,19 @@ def main() -> None:
     runs.update({phase: runs[phase.split(",")[0]] for phase in quiet_phases})
     print_report(reports, runs)
     print(f"sender late at worst: {late}")
+    for phase, arms in cpu.items():
+        for arm in ("off", "on"):
+            row = arms.get(arm, {})
+            top = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if not k.startswith("_"))
+            print(f"CPU ms per request, {phase}, {arm}: {top} "
+                  f"(busy cores {row.get('_cores')}, n {row.get('_requests')})")
     title = (f"shadow on vs off, {args.engine} engine, {args.rate:g} req/s open loop, sample_rate {args.sample_rate:g}"
              f"{', ' + args.label if args.label else ''} (95 % paired bootstrap CI)")
     plot({**phases, **quiet_phases}, reports, args.png, title)
     out = ROOT / ".cache/bench/shadow_gateway.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "reports": reports,
-                               "shadow_runs": runs, "sender_late_s": late,
+                               "shadow_runs": runs, "sender_late_s": late, "cpu_ms_per_request": cpu,
                                "raw": {p: [[s.arm, s.unit, s.keep, round(s.total_ms, 2), s.ok, round(s.late_ms, 1)]
                                            for s in samples]
                                        for p, samples in phases.items()}}, indent=1))
