@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-_NAME = re.compile(r"ServeReplica:[^:]+:([\w-]+)|ray::(\w+)|(haproxy)")
+_REPLICA = re.compile(r"ServeReplica:[^:]+:([\w-]+)")
+_OTHER = re.compile(r"ray::(\w+)|(haproxy)")
 
 
 def process_names() -> dict[int, str]:
@@ -32,10 +33,13 @@ def process_names() -> dict[int, str]:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        m = _NAME.search(cmd[:200])
-        if m is None or m.group(2) == "IDLE":
+        replica, other = _REPLICA.search(cmd[:200]), _OTHER.search(cmd[:200])
+        if replica is not None:
+            name = replica.group(1)
+        elif other is not None and other.group(1) != "IDLE":
+            name = other.group(1) or other.group(2)
+        else:
             continue
-        name = m.group(1) or m.group(2) or m.group(3)
         seen[name] = seen.get(name, 0) + 1
         out[int(entry.name)] = name if seen[name] == 1 else f"{name}#{seen[name]}"
     return out
