@@ -69,11 +69,23 @@ def build_graph(cfg: GatewayConfig, pool_apps: dict[str, str] | None = None) -> 
     from deployments.batch import _batch_app
 
     batch = _batch_app(cfg, pools, router, cache, fallback)  # None: the lane is off or has no Redis
+    shadow = _shadow_worker(cfg, pools)  # None: shadows run on the ingress (prompts.shadow.runner)
     return Ingress.options(
         num_replicas=cfg.ingress.num_replicas,
         ray_actor_options=cfg.ingress.ray_actor_options,
         max_ongoing_requests=cfg.ingress.max_ongoing_requests,
-    ).bind(ingress_args(cfg), pools, router, cache, fallback, canary, batch)  # no pool engine tuning
+    ).bind(ingress_args(cfg), pools, router, cache, fallback, canary, batch, shadow=shadow)  # no pool engine tuning
+
+
+def _shadow_worker(cfg: GatewayConfig, pools: dict[str, Any]) -> Application | None:
+    """The ShadowWorker deployment (deployments/shadow.py) when shadows run off the ingress."""
+    from app.prompts.shadow_worker import uses_worker
+
+    if not uses_worker(cfg):
+        return None
+    from deployments.shadow import ShadowWorker
+
+    return ShadowWorker.options(num_replicas=cfg.prompts.shadow.worker_replicas).bind(ingress_args(cfg), pools)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

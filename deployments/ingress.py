@@ -31,6 +31,7 @@ from app.observability.tracing import setup_tracing
 from app.pipeline.build import build_pipeline, default_services
 from app.policy.auth import guard_metrics, readyz_view, require_admin
 from app.policy.batch_ledger import PolicyBatchLedger
+from app.prompts.shadow_worker import forward_to_worker
 from app.resilience.breaker import STATE_VALUE, BreakerRegistry
 from deployments.ingress_backends import CacheHandle, ProviderHandle, RouterHandle, in_process_router
 from deployments.pool_dispatch import DispatchBoundedPools
@@ -52,6 +53,7 @@ class Ingress:
         fallback: DeploymentHandle | None = None,
         canary: DeploymentHandle | None = None,  # held only so the canary runner is part of the application
         batch: DeploymentHandle | None = None,  # held only so the batch workers are part of the application
+        shadow: DeploymentHandle | None = None,  # the ShadowWorker: shadow runs off this replica (docs/prompts.md)
     ) -> None:
         self.config = GatewayConfig.model_validate(config)
         self.pools = pools
@@ -66,6 +68,8 @@ class Ingress:
         self.embed_batch = getattr(router_client, "embed_batch", router.embed_batch.remote)
         self.services = default_services(self.config, request_log, embed=router_client.embed_sync)
         self.policy = self.services.policy
+        if shadow is not None and self.services.prompts is not None:
+            forward_to_worker(self.services.prompts, shadow)  # else build_pipeline runs them here
         self.pipeline = build_pipeline(
             self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
             pools=DispatchBoundedPools(pools, relay=self.config.ingress.stream_relay,

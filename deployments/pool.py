@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -60,6 +62,22 @@ class ModelPool:
             out = await collect(self.engine.stream(req))
             set_attributes(span, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens)
             return out
+
+    async def generate_batch(self, reqs: list[GenerationRequest], carrier: dict[str, str] | None = None
+                             ) -> list[tuple[GenerationChunk | None, float, str | None]]:
+        """Several unary calls in one handle call (the ShadowWorker's runs): per request (answer, its own latency
+        ms, error or None), run side by side; one failing fails only its own entry."""
+        async def one(req: GenerationRequest) -> tuple[GenerationChunk | None, float, str | None]:
+            started = time.perf_counter()
+            try:
+                with self._in_flight():
+                    out = await collect(self.engine.stream(req))
+            except Exception as exc:
+                return None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"[:500]
+            return out, (time.perf_counter() - started) * 1000, None
+
+        with start_span("pool.generate_batch", carrier=carrier, attributes={"route": self.config.name}):
+            return list(await asyncio.gather(*(one(req) for req in reqs)))
 
     @contextlib.contextmanager
     def _in_flight(self) -> Iterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -22,6 +24,12 @@ class ShadowConfig(_Strict):
     # then a shadow waits for a moment with no served request in flight on its replica (the lower-priority
     # path; docs/prompts.md, measured), at most this long, else it is skipped_busy; 0 = start at once
     yield_max_s: float = Field(2.0, ge=0.0, le=60.0)
+    # where shadows run: "worker" = the ShadowWorker deployment (a process of its own at a lower CPU priority;
+    # the ingress hands each batch of tickets over in one call; needs redis.url, the registry both share),
+    # "ingress" = on the ingress replica's event loop, "auto" = worker when redis.url is set (docs/prompts.md)
+    runner: Literal["auto", "worker", "ingress"] = "auto"
+    worker_niceness: int = Field(10, ge=0, le=19)  # the worker's os.nice() increment: the served path comes first
+    worker_replicas: int = Field(1, ge=1)
 
 
 class PromptsConfig(_Strict):
