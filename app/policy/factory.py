@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -52,7 +53,13 @@ def _check_durability_sync(url: str, refuse: bool) -> None:
             return client.config_get(name)
 
     try:
-        asyncio.run(check_durability(_Async(), refuse))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread (the CLI, a plain replica constructor)
+            asyncio.run(check_durability(_Async(), refuse))
+        else:  # a replica constructor on Serve's running loop (RAY_SERVE_THROUGHPUT_OPTIMIZED): a thread of its own
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, check_durability(_Async(), refuse)).result()
     except redis_sync.exceptions.ConnectionError as exc:
         logger.warning("policy store: Redis not reachable at start (%s); the fail modes apply until it is",
                        type(exc).__name__)

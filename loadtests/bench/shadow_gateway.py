@@ -180,10 +180,26 @@ def gateway_config(args: argparse.Namespace) -> dict:
     if args.engine == "echo":
         config["pools"] = echo_pools()
     shadow_cfg = config.setdefault("prompts", {}).setdefault("shadow", {})
-    for key, value in (("max_concurrency", args.shadow_concurrency), ("start_delay_s", args.start_delay)):
+    for key, value in (("max_concurrency", args.shadow_concurrency), ("start_delay_s", args.start_delay),
+                       ("runner", args.runner)):
         if value is not None:
             shadow_cfg[key] = value
+    if args.redis_url:  # every store on Redis under this run's own key prefix: the ShadowWorker shares the registry
+        config["redis"] = {"url": args.redis_url}
+        config["prompts"]["key_prefix"] = args.key_prefix
+        for section in ("policy", "cache"):
+            config.setdefault(section, {})["key_prefix"] = f"{args.key_prefix}:{section}"
     return config
+
+
+def clean_redis(url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+    return len(keys)
 
 
 def print_report(reports: dict[str, dict], runs: dict[str, dict]) -> None:
@@ -211,12 +227,16 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=float, default=1.0, help="the shadow's sample_rate")
     parser.add_argument("--shadow-concurrency", type=int, default=None, help="prompts.shadow.max_concurrency")
     parser.add_argument("--start-delay", type=float, default=None, help="prompts.shadow.start_delay_s")
+    parser.add_argument("--runner", choices=("auto", "worker", "ingress"), default=None,
+                        help="prompts.shadow.runner (worker needs --redis-url)")
+    parser.add_argument("--redis-url", default=None, help="registry on this Redis (e.g. redis://127.0.0.1:6379/9)")
     parser.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--png", type=Path, default=ROOT / ".cache/bench/shadow_gateway.png")
     parser.add_argument("--label", default="", help="a note for the figure's title")
     parser.add_argument("--max-late-ms", type=float, default=50.0,
                         help="quiet units: the load generator never further behind schedule than this")
     args = parser.parse_args()
+    args.key_prefix = f"llmgw-bench-shadow:{uuid.uuid4().hex[:8]}"
 
     from ray import serve
 
@@ -250,6 +270,8 @@ def main() -> None:
             runs[phase] = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
     finally:
         serve.shutdown()
+        if args.redis_url:
+            print(f"removed {clean_redis(args.redis_url, args.key_prefix)} bench keys from Redis")
     reports = {phase: phase_report(samples, args.rounds) for phase, samples in phases.items()}
     quiet_phases = {f"{phase}, quiet units": quiet(samples, args.max_late_ms) for phase, samples in phases.items()}
     reports.update({phase: phase_report(samples, args.rounds) for phase, samples in quiet_phases.items()})

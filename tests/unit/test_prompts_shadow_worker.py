@@ -215,3 +215,12 @@ def test_renice_lowers_every_thread_of_a_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+async def test_the_policy_store_builds_on_redis_inside_a_running_loop() -> None:
+    """The ingress's constructor runs on Serve's loop (RAY_SERVE_THROUGHPUT_OPTIMIZED): with redis.url the policy's
+    durability check used asyncio.run there and every ingress replica failed to start (found by the shadow bench)."""
+    from app.policy.factory import build_policy
+
+    cfg = GatewayConfig.model_validate({**config().model_dump(), "redis": {"url": REDIS_URL}})
+    assert build_policy(cfg) is not None
