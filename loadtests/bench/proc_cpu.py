@@ -45,6 +45,14 @@ def process_names() -> dict[int, str]:
     return out
 
 
+def nice_of(pid: int) -> int | None:
+    """The nice value of the process's main thread (field 19 of stat)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cpu_s(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -57,6 +65,7 @@ class CpuSampler:
     def __init__(self, interval_s: float = 0.25) -> None:
         self.interval_s = interval_s
         self.names = process_names()
+        self.nice = {name: nice_of(pid) for pid, name in self.names.items()}  # e.g. the ShadowWorker's 10
         self.samples: list[tuple[float, dict[str, float]]] = []  # (perf_counter, name -> cumulative CPU s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)

@@ -264,7 +264,7 @@ def main() -> None:
             with CpuSampler() as sampler:
                 phases[phase], late[phase], t0 = asyncio.run(run_phase(url, tenant, plan, args.max_tokens))
             if phase == "blocks":
-                cpu[phase] = cpu_by_arm(sampler, t0, plan, args.block_s, args.settle_s)
+                cpu[phase] = {**cpu_by_arm(sampler, t0, plan, args.block_s, args.settle_s), "nice": sampler.nice}
             time.sleep(2)
             after = shadow_runs(url)
             runs[phase] = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
@@ -279,6 +279,7 @@ def main() -> None:
     print_report(reports, runs)
     print(f"sender late at worst: {late}")
     for phase, arms in cpu.items():
+        print(f"nice values: {arms['nice']}")
         for arm in ("off", "on"):
             row = arms.get(arm, {})
             top = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if not k.startswith("_"))
