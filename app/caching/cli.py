@@ -222,15 +222,23 @@ def export_pairs(
 @cache_app.command("train-verifier")
 def train_verifier_cmd(
     cross_encoder: bool = typer.Option(False, help="Also fine-tune the MiniLM cross-encoder (~15 min on 2 cores)."),
-    out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier-v3.npz)."),
+    out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier artifact)."),
+    mix: str = typer.Option("qqp+intents", help="Training data: qqp (QQP fit split only) or qqp+intents (plus the "
+                            "short-command pairs of `make train-data`: app/caching/train_pairs.py)."),
+    intent_weight: int = typer.Option(1, help="Times each short-command pair is repeated in training."),
+    attention: int = typer.Option(0, help="Attention networks (0: MLPs + trees only; v3 had 2, ~40 min)."),
+    mlps: int = typer.Option(3, help="MLPs in the ensemble (v3: 5)."),
+    trees: int = typer.Option(2, help="Boosted-tree models in the ensemble (v3: 4)."),
+    folds: int = typer.Option(3, help="Folds of the out-of-fold threshold choice (v3: 5)."),
 ) -> None:
-    """Train the verifier ensemble (and optionally the cross-encoder) on the QQP fit split (~40 min on 2 cores)."""
+    """Train the verifier ensemble (and optionally the cross-encoder) on the fit split (~10-40 min on 2 cores)."""
     import numpy as np
 
     from app.caching.train_verifier import train_verifier
     from app.caching.verifier import DEFAULT_ARTIFACT
 
-    arrays, meta = train_verifier()
+    arrays, meta = train_verifier(mix=mix, intent_weight=intent_weight, n_att=attention, n_mlp=mlps, n_hgb=trees,
+                                  folds=folds)
     target = out or DEFAULT_ARTIFACT
     np.savez_compressed(target, **arrays)
     console.print(f"verifier: test {json.dumps(meta['test'])}, out-of-fold {json.dumps(meta['out_of_fold'])} "

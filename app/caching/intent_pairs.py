@@ -130,8 +130,10 @@ def group_of(skill: str) -> int:
 
 
 def build_pairs(intents: Mapping[tuple[str, str], list[str]], vectors: Mapping[str, np.ndarray],
-                seed: int = 0) -> list[Pair]:
-    """Positives inside each intent, nearest-neighbour negatives across the intents of one skill."""
+                seed: int = 0, positives: int = POSITIVES_PER_INTENT,
+                negatives: int = NEGATIVES_PER_INTENT) -> list[Pair]:
+    """Positives inside each intent, nearest-neighbour negatives across the intents of one skill (at most
+    ``positives`` / ``negatives`` per intent)."""
     rng = np.random.default_rng(seed)
     pairs: list[Pair] = []
     skills = sorted({s for s, _ in intents})
@@ -140,20 +142,20 @@ def build_pairs(intents: Mapping[tuple[str, str], list[str]], vectors: Mapping[s
         for key in keys:
             texts = intents[key]
             combos = [(a, b) for a, b in itertools.combinations(texts, 2)]
-            for i in rng.permutation(len(combos))[:POSITIVES_PER_INTENT]:
+            for i in rng.permutation(len(combos))[:positives]:
                 a, b = combos[i]
                 pairs.append(Pair(a, b, True, skill, key[1]))
             others = [t for k in keys if k != key for t in intents[k]]
             if not others:
                 continue
             other_vecs = np.stack([vectors[t] for t in others])
-            negatives = []
+            nearest = []
             for text in texts:
                 sims = other_vecs @ vectors[text]
                 j = int(np.argmax(sims))
-                negatives.append((float(sims[j]), others[j], text))
-            negatives.sort(reverse=True)  # the closest look-alikes first
-            for _, cached, query in negatives[:NEGATIVES_PER_INTENT]:
+                nearest.append((float(sims[j]), others[j], text))
+            nearest.sort(reverse=True)  # the closest look-alikes first
+            for _, cached, query in nearest[:negatives]:
                 pairs.append(Pair(cached, query, False, skill, key[1]))
     return pairs
 

@@ -170,9 +170,34 @@ def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate:
     return round(best, 3)
 
 
+def intent_training_pairs(seed: int = 0) -> tuple[Pairs, dict[str, TokenView], dict]:
+    """The short-command training pairs (``train_pairs.py``: skills and Home Assistant templates installed by
+    ``make train-data``), with their token views and counts."""
+    from app.caching.quality import _vectors_and_views
+    from app.caching.train_pairs import pair_arrays, training_pairs
+
+    def vectors_of(texts: list[str]) -> np.ndarray:
+        return _vectors_and_views(texts, "cache-train-intents")[0]
+
+    pairs, counts = training_pairs(vectors_of, seed)
+    a, b, same, ea, eb = pair_arrays(pairs, vectors_of)
+    texts = sorted(set(a) | set(b))
+    _, views = _vectors_and_views(texts, "cache-train-intents")
+    sha = hashlib.sha256("\x00".join(f"{x}\x01{y}\x01{z}" for x, y, z in zip(a, b, same, strict=True)).encode())
+    return Pairs(a, b, same, ea, eb, sha.hexdigest()), views, counts
+
+
+def _concat(p: Pairs, q: Pairs) -> Pairs:
+    return Pairs(p.a + q.a, p.b + q.b, np.concatenate([p.same, q.same]), np.concatenate([p.ea, q.ea]),
+                 np.concatenate([p.eb, q.eb]), p.sha256)
+
+
 def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5, n_mlp: int = 5, n_hgb: int = 4,
-                   gate: float = 0.80, n_att: int = 2, att_epochs: int = 8) -> tuple[dict[str, np.ndarray], dict]:
-    """Returns (artifact arrays for ``np.savez_compressed``, a summary)."""
+                   gate: float = 0.80, n_att: int = 2, att_epochs: int = 8, mix: str = "qqp",
+                   intent_weight: int = 1) -> tuple[dict[str, np.ndarray], dict]:
+    """Returns (artifact arrays for ``np.savez_compressed``, a summary). ``mix``: ``qqp`` (QQP's fit split) or
+    ``qqp+intents`` (plus ``train_pairs.py``'s short-command pairs, each repeated ``intent_weight`` times;
+    they join every fold's training part, never the QQP test split or the threshold's QQP precision)."""
     from app.caching.lookalikes import NEGATIVES
     from app.caching.verifier import pair_rows
     from app.embedding import get_embedder
@@ -182,13 +207,23 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     views = load_views(QQP_FILE, qqp)
     tr, va, te = split(len(qqp.same), seed)
     fit = np.concatenate([tr, va])
-    idf = Idf.fit([views[t] for i in fit for t in (qqp.a[i], qqp.b[i])], vocab_size=_vocab_size())
+    n_qqp, extra, counts = len(qqp.same), np.array([], dtype=int), {}
+    if mix == "qqp+intents":
+        intents, intent_views, counts = intent_training_pairs(seed)
+        views = {**views, **intent_views}
+        qqp = _concat(qqp, intents)
+        extra = np.arange(n_qqp, len(qqp.same))
+    elif mix != "qqp":
+        raise ValueError(f"unknown mix {mix!r} (qqp, qqp+intents)")
+    idf = Idf.fit([views[t] for i in np.concatenate([fit, extra]) for t in (qqp.a[i], qqp.b[i])],
+                  vocab_size=_vocab_size())
     tree_x, mlp_x = pair_rows(qqp.b, qqp.a, qqp.eb, qqp.ea, [views[t] for t in qqp.b], [views[t] for t in qqp.a],
                               idf)
     y = qqp.same.astype(int)
     vq, vc, cos = [views[t] for t in qqp.b], [views[t] for t in qqp.a], qqp.cosine
 
     def fitted(rows: np.ndarray):
+        rows = np.concatenate([rows, np.tile(extra, intent_weight)]).astype(int)
         arrays = {**fit_models(tree_x[rows], mlp_x[rows], y[rows], n_mlp, n_hgb),
                   **fit_aligners([vq[i] for i in rows], [vc[i] for i in rows], cos[rows], y[rows], idf, n_att,
                                  att_epochs)}
@@ -199,7 +234,8 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
                               ver.aligned_proba([vq[i] for i in rows], [vc[i] for i in rows], cos[rows]))
 
     vetoed = np.array([hard_veto(b, a) is not None for a, b in zip(qqp.a, qqp.b, strict=True)])
-    oof = np.zeros(len(y))
+    qqp = qqp.subset(np.arange(n_qqp))  # from here on: QQP only (threshold, test figures)
+    oof = np.zeros(n_qqp)
     fold_of = np.random.RandomState(seed).randint(0, folds, len(fit))
     for k in range(folds):
         trn, hold = fit[fold_of != k], fit[fold_of == k]
@@ -210,18 +246,19 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     neg_a, neg_b = emb.encode([a for a, _ in NEGATIVES]), emb.encode([b for _, b in NEGATIVES])
     kept = [(a, b, ea, eb) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True) if hard_veto(b, a) is None]
     lookalike = float(max(ver.proba(b, a, eb, ea) for a, b, ea, eb in kept)) if kept else 0.0
-    oof[vetoed] = 0.0
+    oof[vetoed[:n_qqp]] = 0.0
     vt = choose_threshold(qqp.cosine[fit], oof[fit], qqp.same[fit], gate, target_precision, lookalike)
     test_p = proba(ver, te)
     test_p[vetoed[te]] = 0.0
-    served = (qqp.cosine >= gate) & ~vetoed
+    served = (qqp.cosine >= gate) & ~vetoed[:n_qqp]
     gated = np.where(served, oof, -1.0)
     gated_test = np.where(served[te], test_p, -1.0)
     prec, rate, hits = precision_hit_rate((qqp.cosine[te] >= gate) & (test_p >= vt), qqp.same[te])
     oof_prec, oof_rate, _ = precision_hit_rate((qqp.cosine[fit] >= gate) & (oof[fit] >= vt), qqp.same[fit])
     metadata = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "data_file": QQP_FILE, "data_sha256": qqp.sha256,
+        "data_file": QQP_FILE, "data_sha256": qqp.sha256, "mix": mix, "intent_pairs": counts,
+        "intent_weight": intent_weight if mix != "qqp" else 0,
         "split": {"seed": seed, "fit": len(fit), "test": len(te), "folds": folds},
         "model": f"mean of {n_mlp} MLP(64) over hand + token + |a-b| + a*b and {n_hgb} boosted trees over "
                  f"hand + token features, averaged with {n_att} attention networks over the token vectors",
@@ -235,7 +272,7 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
                                            for r in (0.30, 0.35, 0.40)}},
         "train_seconds": round(time.time() - t0, 1),
     }
-    version = f"verifier-ensemble-att-{time.strftime('%Y%m%d')}-s{seed}"
+    version = f"verifier-ensemble{'-att' if n_att else ''}-{mix}-{time.strftime('%Y%m%d')}-s{seed}"
     return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata, n_att), metadata
 
 

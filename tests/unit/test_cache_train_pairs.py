@@ -1,0 +1,86 @@
+"""The verifier's short-command training pairs (app/caching/train_pairs.py): template expansion, exclusions."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import random
+
+import numpy as np
+import pytest
+
+from app.caching import intent_pairs, train_pairs
+from app.caching.train_pairs import HA_PACKAGE, TRAIN_SKILLS, ha_intents, parse_template, sample
+
+
+def _all(template: str, rules: dict | None = None, values: dict | None = None, n: int = 400) -> set[str]:
+    node, rng = parse_template(template), random.Random(0)
+    rules = {k: parse_template(v) for k, v in (rules or {}).items()}
+    out = {sample(node, rules, {}, values or {}, rng) for _ in range(n)}
+    return {" ".join(t.split()) for t in out if t is not None}
+
+
+def test_template_alternatives_optionals_rules_and_permutations() -> None:
+    assert _all("(turn|switch) on [the] light[s]") == {
+        f"{v} on {the}light{s}" for v in ("turn", "switch") for the in ("the ", "") for s in ("s", "")}
+    assert _all("<what_is> it", rules={"what_is": "(what's|what is)"}) == {"what's it", "what is it"}
+    assert _all("(pause;[<the>] music)", rules={"the": "the"}) == {
+        "pause the music", "pause music", "the music pause", "music pause"}
+
+
+def test_slots_take_the_instance_value_and_unfilled_slots_drop_the_template() -> None:
+    kitchen = parse_template("kitchen")
+    assert _all("turn on the {area} lights", values={"area": kitchen}) == {"turn on the kitchen lights"}
+    assert _all("set the {brightness} brightness", values={}) == set()  # a number range: never filled
+
+
+def test_ha_intents_skip_eval_domains_and_ranges() -> None:
+    data = {
+        "expansion_rules": {"the": "(the|my)"},
+        "lists": {"brightness": {"range": {"from": 0, "to": 100}}, "area": {"wildcard": True}},
+        "intents": {
+            "HassTurnOn": {"data": [{"sentences": ["turn on <the> {area} lights", "switch on <the> {area} lights"]}]},
+            "HassLightSet": {"data": [{"sentences": ["set {area} to {brightness} percent"]}]},
+            "HassGetCurrentTime": {"data": [{"sentences": ["what time is it", "tell me the time"]}]},
+        },
+    }
+    groups = ha_intents(data)
+    assert groups and all(k.startswith("HassTurnOn#") for k in groups)
+    for body in groups.values():
+        lines = body.splitlines()
+        areas = {a for a in train_pairs.HA_VALUES["area"] if all(a in line for line in lines)}
+        assert len(areas) == 1  # one area per instance, on both sides of every positive
+
+
+def test_training_sources_are_disjoint_from_the_eval_skills() -> None:
+    assert not set(TRAIN_SKILLS) & set(intent_pairs.SKILLS)
+    stems = {s.split("-skill-")[1] for s in intent_pairs.SKILLS} | {"ip-address", "about", "alerts"}
+    assert not {s.split("-skill-")[1] for s in TRAIN_SKILLS} & stems  # no fork of an eval skill either
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.distribution(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not (_installed(HA_PACKAGE) and _installed("ovos-skill-parrot") and _installed("ovos-skill-news")),
+                    reason="make train-data not run")
+def test_training_intents_hold_no_eval_text() -> None:
+    from app.caching.train_pairs import _norm, eval_texts, training_intents
+
+    held = {_norm(t) for t in eval_texts()}
+    intents = training_intents()
+    texts = [t for lines in intents.values() for t in lines]
+    assert len(texts) > 1000
+    assert not {_norm(t) for t in texts} & held
+    assert len({t.lower() for t in texts}) == len(texts)  # a text belongs to one intent only
+    assert not any(any(c.isdigit() for c in t) for t in texts)
+
+
+def test_build_pairs_caps_are_parameters() -> None:
+    lines = [f"ask thing {chr(97 + i)}" for i in range(8)]
+    vectors = {t: np.array([1.0, i / 10, 0]) / np.linalg.norm([1.0, i / 10, 0]) for i, t in enumerate(lines)}
+    pairs = intent_pairs.build_pairs({("s", "i"): lines}, vectors, positives=5)
+    assert len(pairs) == 5
