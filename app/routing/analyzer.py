@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -41,14 +41,11 @@ class BatchingEmbedder:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmgw-embed")
         self._lock = threading.Lock()  # the memo is shared with embed_sync's worker threads
+        self._inflight: dict[str, Future] = {}  # text -> its vector, being encoded by some thread
 
     def _get(self, text: str) -> np.ndarray | None:
         with self._lock:
             return self.memo.get(text)
-
-    def _put(self, text: str, vector: np.ndarray) -> None:
-        with self._lock:
-            self.memo.put(text, vector)
 
     async def embed(self, text: str) -> np.ndarray:
         text = text[:MAX_EMBED_CHARS]
@@ -70,20 +67,50 @@ class BatchingEmbedder:
                 batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
                 texts = list(dict.fromkeys(t for t, _ in batch))
                 try:
-                    vectors = await loop.run_in_executor(self._executor, self.encode, texts)
+                    vectors = await loop.run_in_executor(self._executor, self._encode_once, texts)
                 except Exception as exc:
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
                 by_text = dict(zip(texts, vectors, strict=True))
-                for text, vec in by_text.items():
-                    self._put(text, vec)
                 for text, fut in batch:
                     if not fut.done():
                         fut.set_result(by_text[text])
         finally:
             self._draining = False
+
+    def _encode_once(self, texts: list[str]) -> list[np.ndarray]:
+        """Vectors of ``texts`` (distinct), each encoded by one thread at a time: a text another thread is
+        already encoding (the guard's classifier and the route's embedding of the same prompt run side by side)
+        is waited for, not encoded twice. Own texts are encoded before any wait, so two callers never deadlock."""
+        own: dict[str, Future] = {}
+        theirs: dict[str, Future] = {}
+        with self._lock:
+            for t in texts:
+                if (v := self.memo.get(t)) is not None:
+                    done: Future = Future()
+                    done.set_result(v)
+                    theirs[t] = done
+                elif t in self._inflight:
+                    theirs[t] = self._inflight[t]
+                else:
+                    own[t] = self._inflight[t] = Future()
+        if own:
+            try:
+                vectors = self.encode(list(own))
+            except BaseException as exc:
+                with self._lock:
+                    for t, fut in own.items():
+                        self._inflight.pop(t, None)
+                        fut.set_exception(exc)
+                raise
+            with self._lock:
+                for (t, fut), v in zip(own.items(), vectors, strict=True):
+                    self.memo.put(t, v)
+                    self._inflight.pop(t, None)
+                    fut.set_result(v)
+        return [(own.get(t) or theirs[t]).result() for t in texts]
 
     async def in_worker(self, fn: Callable, *args):
         """Run ``fn(*args)`` on the embedding thread (the one model worker of this process)."""
@@ -95,9 +122,7 @@ class BatchingEmbedder:
         found = {k: v for k in keys if (v := self._get(k)) is not None}
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
-            for k, v in zip(missing, self.encode(missing), strict=True):
-                found[k] = v
-                self._put(k, v)
+            found.update(zip(missing, self._encode_once(missing), strict=True))
         if not keys:
             return np.zeros((0, 384), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)

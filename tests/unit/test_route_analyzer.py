@@ -54,6 +54,38 @@ def test_concurrent_texts_are_batched_off_the_event_loop_and_remembered():
     np.testing.assert_array_equal(out[0], rest[1])
 
 
+def test_a_text_encoded_by_two_threads_at_once_is_encoded_once():
+    # the injection guard (embed_sync on a worker thread) and the route (embed on the embedding thread) embed
+    # the same prompt side by side: one forward pass, both get the same vector
+    enc = Encoder(delay=0.2)
+    emb = BatchingEmbedder(enc)
+
+    async def main():
+        guard = asyncio.create_task(asyncio.to_thread(emb.embed_sync, ["same prompt", "only the guard's"]))
+        await asyncio.sleep(0.05)  # the guard's encode is running
+        return await emb.embed("same prompt"), await guard
+
+    route_vec, guard_vecs = asyncio.run(main())
+    assert sorted(t for b in enc.batches for t in b) == ["only the guard's", "same prompt"]
+    np.testing.assert_array_equal(route_vec, guard_vecs[0])
+
+
+def test_a_failed_encode_fails_its_waiters_too_and_is_retried_later():
+    enc = Encoder(delay=0.2, fail=True)
+    emb = BatchingEmbedder(enc)
+
+    async def main():
+        guard = asyncio.create_task(asyncio.to_thread(emb.embed_sync, ["prompt"]))
+        await asyncio.sleep(0.05)
+        route = asyncio.create_task(emb.embed("prompt"))
+        return await asyncio.gather(guard, route, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeError) for r in results) and len(enc.batches) == 1
+    enc.fail = False
+    assert emb.embed_sync(["prompt"]).shape == (1, 384) and len(enc.batches) == 2  # nothing stuck in flight
+
+
 def test_max_batch_is_respected():
     enc = Encoder(delay=0.02)
     emb = BatchingEmbedder(enc, max_batch=4)
