@@ -19,7 +19,7 @@ from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
 from app.pipeline.backends import CacheClient, PoolClient, ProviderClient
 from app.pipeline.context import Answer, RequestContext
-from app.pipeline.gates import LookupHit, discard, hold
+from app.pipeline.gates import discard, hold
 from app.resilience.breaker import BreakerRegistry
 from app.resilience.chain import ChainResult, Step, run_chain
 
@@ -127,6 +127,6 @@ async def _drop(chain: asyncio.Task) -> None:
         if task is not None and task.cancelling():
             raise  # we are being cancelled ourselves, not just the chain
         return
-    except (LookupHit, Exception):
+    except Exception:  # the generation failed or lost to a hit (LookupHit): the cached answer stands
         return
     await discard(Answer(result.first, result.rest, result.path, cancel=result.cancel))
