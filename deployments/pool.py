@@ -63,15 +63,19 @@ class ModelPool:
             set_attributes(span, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens)
             return out
 
-    async def generate_batch(self, reqs: list[GenerationRequest], carrier: dict[str, str] | None = None
-                             ) -> list[tuple[GenerationChunk | None, float, str | None]]:
+    async def generate_batch(self, reqs: list[GenerationRequest], carrier: dict[str, str] | None = None,
+                             priority: int = 0) -> list[tuple[GenerationChunk | None, float, str | None]]:
         """Several unary calls in one handle call (the ShadowWorker's runs): per request (answer, its own latency
-        ms, error or None), run side by side; one failing fails only its own entry."""
+        ms, error or None), run side by side; one failing fails only its own entry. ``priority``: vLLM's (lower
+        first; served requests 0), on an engine with ``scheduling_policy: priority``, else ignored."""
+        lower = priority and getattr(self.engine, "priority_scheduling", False)
+
         async def one(req: GenerationRequest) -> tuple[GenerationChunk | None, float, str | None]:
             started = time.perf_counter()
             try:
                 with self._in_flight():
-                    out = await collect(self.engine.stream(req))
+                    stream = self.engine.stream(req, priority=priority) if lower else self.engine.stream(req)
+                    out = await collect(stream)
             except Exception as exc:
                 return None, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}"[:500]
             return out, (time.perf_counter() - started) * 1000, None

@@ -31,7 +31,7 @@ class ShadowWorker:
         shadow = self.config.prompts.shadow
         self.nice = renice_process(shadow.worker_niceness) if shadow.worker_niceness else None
         request_log = RequestLogger(self.config.observability.request_log)
-        self.batcher = PoolBatcher(pools)
+        self.batcher = PoolBatcher(pools, priority=shadow.engine_priority)
         wiring = build_prompt_wiring(self.config, request_log=request_log, shadow_generate=self.batcher)
         self.registry = wiring.registry
         self.runner = wiring.shadow

@@ -64,6 +64,8 @@ class VLLMEngine:
 
         ToolParserManager.get_tool_parser(self.tool_parser)  # an unknown parser name fails at start, not per request
         self.counters = {"requests": 0, "aborted": 0, "failed": 0, "guided": 0, "whitespace_guard": 0}
+        # engine.extra_args scheduling_policy: priority -> stream(priority=n) orders the waiting queue (lower first)
+        self.priority_scheduling = eng.extra_args.get("scheduling_policy") == "priority"
         self._control_ids: list[int] | None = None  # tokens with raw control characters (see _guided_bias)
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
@@ -149,7 +151,8 @@ class VLLMEngine:
             parser, request = make_parser(self.tool_parser, self.tokenizer, self.model_name, req.tools or [])
         return ToolOutput(mode, req.tool_choice, parser, request)
 
-    async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, req: GenerationRequest, priority: int = 0) -> AsyncIterator[GenerationChunk]:
+        """``priority`` (vLLM's: lower is scheduled first, served requests 0) only with priority scheduling."""
         ids = self._prompt_ids(req)
         params = self._sampling_params(req, len(ids))
         tools = self._tool_output(req)
@@ -158,7 +161,8 @@ class VLLMEngine:
         self.counters["guided"] += guided
         completion, ws_run = 0, 0
         try:
-            async for out in self.engine.generate({"prompt_token_ids": ids}, params, req.request_id):
+            extra = {"priority": priority} if priority and self.priority_scheduling else {}
+            async for out in self.engine.generate({"prompt_token_ids": ids}, params, req.request_id, **extra):
                 o = out.outputs[0]
                 completion += len(o.token_ids)
                 finish = o.finish_reason if out.finished else None

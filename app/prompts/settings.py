@@ -30,6 +30,9 @@ class ShadowConfig(_Strict):
     runner: Literal["auto", "worker", "ingress"] = "auto"
     worker_niceness: int = Field(10, ge=0, le=19)  # the worker's os.nice() increment: the served path comes first
     worker_replicas: int = Field(1, ge=1)
+    # the worker's shadows ask the pools for this vLLM priority (lower is scheduled first; served requests 0): it
+    # orders the waiting queue of a pool whose engine runs with ``extra_args: {scheduling_policy: priority}``
+    engine_priority: int = Field(1, ge=0)
 
 
 class PromptsConfig(_Strict):

@@ -125,8 +125,9 @@ class PoolBatcher:
     """The worker's ``generate``: requests for one pool that arrive within ``window_s`` go out as one
     ``generate_batch`` handle call; each caller gets ``(answer, its own engine latency ms)`` or its own error."""
 
-    def __init__(self, pools: dict[str, Any], window_s: float = 0.005) -> None:
+    def __init__(self, pools: dict[str, Any], window_s: float = 0.005, priority: int = 0) -> None:
         self.pools = pools
+        self.priority = priority  # the pools' engine priority for shadows (vLLM: lower first; served 0)
         self.window_s = window_s
         self.pending: dict[str, list[tuple[GenerationRequest, asyncio.Future]]] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -147,7 +148,7 @@ class PoolBatcher:
 
     async def _send(self, pool: str, items: list[tuple[GenerationRequest, asyncio.Future]]) -> None:
         try:
-            results = await self.pools[pool].generate_batch.remote([req for req, _ in items])
+            results = await self.pools[pool].generate_batch.remote([req for req, _ in items], None, self.priority)
         except Exception as exc:
             for _, future in items:
                 if not future.done():

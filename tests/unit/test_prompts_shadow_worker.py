@@ -176,9 +176,9 @@ async def test_generate_batch_answers_each_request_with_its_own_latency_and_erro
     batches: list[int] = []
     real = pool.generate_batch
 
-    async def counting(reqs, carrier=None):
+    async def counting(reqs, carrier=None, priority=0):
         batches.append(len(reqs))
-        return await real(reqs, carrier)
+        return await real(reqs, carrier, priority)
 
     pool.generate_batch = counting
     batcher = PoolBatcher({"small": Handle(pool)})
@@ -199,6 +199,8 @@ async def test_generate_batch_answers_each_request_with_its_own_latency_and_erro
     out = await real([reqs[0], GenerationRequest("bad", "small", messages=reqs[0].messages)])
     assert out[0][2] is None and out[0][0].text
     assert out[1][0] is None and out[1][2]  # only its own entry failed
+    (low,) = await real([reqs[1]], None, 1)  # a priority on an engine without priority scheduling: ignored
+    assert low[2] is None and low[0].text
 
 
 def test_renice_lowers_every_thread_of_a_process() -> None:
