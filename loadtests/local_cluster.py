@@ -82,10 +82,27 @@ class LocalCluster:
         raise TimeoutError(f"head did not come up; see {self.temp_dir}/head.log")
 
     def add_node(self, name: str, num_cpus: int, resources: dict[str, float] | None = None,
-                 timeout: float = 90) -> str:
-        """Start a worker node; return its Ray node id once it is alive."""
-        before = {n["node_id"] for n in self.list_nodes()}
-        self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}"], num_cpus, resources)
+                 timeout: float = 90, attempts: int = 2) -> str:
+        """Start a worker node; return its Ray node id once it is alive.
+
+        ``ray start`` gives a raylet 30 s (fixed in Ray) to register with the GCS; on a loaded machine it can
+        miss that and exit. Then its process group is stopped and the node started again (``attempts`` in all).
+        """
+        for attempt in range(1, attempts + 1):
+            before = {n["node_id"] for n in self.list_nodes()}
+            self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}"], num_cpus, resources)
+            try:
+                return self._joined(name, before, timeout)
+            except RuntimeError as exc:
+                if attempt == attempts or "timed out during startup" not in str(exc):
+                    raise
+                warnings.warn(f"ray start {name} timed out registering with the GCS; starting it again", stacklevel=2)
+                with contextlib.suppress(ProcessLookupError):  # its raylet may outlive the exited `ray start`
+                    os.killpg(self.nodes.pop(name).pid, signal.SIGTERM)
+                time.sleep(5)
+        raise AssertionError("unreachable")
+
+    def _joined(self, name: str, before: set[str], timeout: float) -> str:
         deadline = time.time() + timeout
         while time.time() < deadline:
             self._check_alive(name)

@@ -36,12 +36,12 @@ async def test_preempted_lines_are_re_run_and_appear_once(env) -> None:
     service, ledger, workers = env
     fid = await upload(service, [chat_line(i) for i in range(12)])
     batch = await create(service, fid)
-    executor = Executor(delay=0.3)
+    executor = Executor(delay=0.6)
     gate = PoolGate("small", max_ongoing=8, max_num_seqs=8, share=1.0, busy_share=0.25)  # cap 8, busy 2
     w = start(service, workers, executor, "w1", gate=CapacityGate({"small": gate}))
     w.cfg.max_attempts = 1  # a preemption must not count as an attempt
-    while gate.in_flight < 8:
-        await asyncio.sleep(0.01)
+    while sum(lease.preempt is not None for lease in gate.leases) < 8:  # admitted and marked preemptible (the
+        await asyncio.sleep(0.01)  # worker marks a line just after its slot: waiting on in_flight raced it)
     await gate.observe(engine_unfinished=3, preempt=True)  # 3 real-time requests (no batch call counted)
     assert gate.preempted == 6
     await asyncio.sleep(0.05)
