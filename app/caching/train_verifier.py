@@ -236,7 +236,7 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     vetoed = np.array([hard_veto(b, a) is not None for a, b in zip(qqp.a, qqp.b, strict=True)])
     qqp = qqp.subset(np.arange(n_qqp))  # from here on: QQP only (threshold, test figures)
     oof = np.zeros(n_qqp)
-    fold_of = np.random.RandomState(seed).randint(0, folds, len(fit))
+    fold_of = np.random.RandomState(seed).randint(0, max(folds, 1), len(fit))
     for k in range(folds):
         trn, hold = fit[fold_of != k], fit[fold_of == k]
         oof[hold] = proba(fitted(trn)[1], hold)
@@ -247,9 +247,14 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     kept = [(a, b, ea, eb) for (a, b), ea, eb in zip(NEGATIVES, neg_a, neg_b, strict=True) if hard_veto(b, a) is None]
     lookalike = float(max(ver.proba(b, a, eb, ea) for a, b, ea, eb in kept)) if kept else 0.0
     oof[vetoed[:n_qqp]] = 0.0
-    vt = choose_threshold(qqp.cosine[fit], oof[fit], qqp.same[fit], gate, target_precision, lookalike)
     test_p = proba(ver, te)
     test_p[vetoed[te]] = 0.0
+    if folds:
+        vt = choose_threshold(qqp.cosine[fit], oof[fit], qqp.same[fit], gate, target_precision, lookalike)
+    else:  # no out-of-fold pass: the same rule on the QQP choose half of llmgw cache eval (never a report split)
+        chosen = np.isin(te, qqp_choose_half(n_qqp, seed))
+        vt = choose_threshold(qqp.cosine[te][chosen], test_p[chosen], qqp.same[te][chosen], gate, target_precision,
+                              lookalike)
     served = (qqp.cosine >= gate) & ~vetoed[:n_qqp]
     gated = np.where(served, oof, -1.0)
     gated_test = np.where(served[te], test_p, -1.0)
@@ -263,7 +268,8 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
         "model": f"mean of {n_mlp} MLP(64) over hand + token + |a-b| + a*b and {n_hgb} boosted trees over "
                  f"hand + token features, averaged with {n_att} attention networks over the token vectors",
         "target_precision_out_of_fold": target_precision,
-        "out_of_fold": {"precision": oof_prec, "duplicate_hit_rate": oof_rate,
+        "threshold_chosen_on": "out-of-fold fit set" if folds else "QQP choose half (held out, not reported)",
+        "out_of_fold": None if not folds else {"precision": oof_prec, "duplicate_hit_rate": oof_rate,
                         "precision_at_hit_rate": {str(r): precision_at_hit_rate(gated[fit], qqp.same[fit], r)
                                                   for r in (0.30, 0.35, 0.40)}},
         "max_lookalike_negative_proba": lookalike,
@@ -274,6 +280,15 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     }
     version = f"verifier-ensemble{'-att' if n_att else ''}-{mix}-{time.strftime('%Y%m%d')}-s{seed}"
     return artifact_arrays(arrays, idf, n_mlp, n_hgb, vt, gate, version, metadata, n_att), metadata
+
+
+def qqp_choose_half(n: int, seed: int = 0) -> np.ndarray:
+    """The held-out QQP pairs ``quality.build_sets`` chooses on (the other held-out pairs are report splits)."""
+    from app.caching.quality import QQP_PAIRS
+
+    _, _, held_out = split(n, seed)
+    perm = np.random.default_rng(seed + 1).permutation(held_out)[:QQP_PAIRS]
+    return perm[: len(perm) // 2]
 
 
 def _vocab_size() -> int:
