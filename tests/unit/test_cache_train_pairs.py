@@ -84,3 +84,31 @@ def test_build_pairs_caps_are_parameters() -> None:
     vectors = {t: np.array([1.0, i / 10, 0]) / np.linalg.norm([1.0, i / 10, 0]) for i, t in enumerate(lines)}
     pairs = intent_pairs.build_pairs({("s", "i"): lines}, vectors, positives=5)
     assert len(pairs) == 5
+
+
+def test_cache_eval_scores_the_artifact_it_is_given(monkeypatch, tmp_path) -> None:
+    """`llmgw cache eval --artifact PATH` (a `train-verifier --out` build) scores that artifact, not the configured."""
+    from typer.testing import CliRunner
+
+    from app.caching import quality
+    from app.caching.verifier import DEFAULT_ARTIFACT, PairVerifier
+    from app.cli import cli
+
+    seen = []
+
+    def fake_sets(verifier):
+        seen.append(verifier)
+        raise RuntimeError("stop after loading")
+
+    monkeypatch.setattr(quality, "build_sets", fake_sets)
+    import json
+
+    with np.load(DEFAULT_ARTIFACT, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["version"] = "candidate-under-test"
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "candidate.npz", **arrays)
+    result = CliRunner().invoke(cli, ["cache", "eval", "--artifact", str(tmp_path / "candidate.npz")])
+    assert isinstance(result.exception, RuntimeError) and len(seen) == 1
+    assert isinstance(seen[0], PairVerifier) and seen[0].version == "candidate-under-test"
