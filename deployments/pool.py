@@ -59,7 +59,7 @@ class ModelPool:
     async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
         with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \
                 self._in_flight():
-            out = await self.engine.complete(req)
+            out = await collect(self.engine.stream(req))
             set_attributes(span, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens)
             return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from app.config import PoolConfig
-from app.engines.base import collect
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
 
@@ -25,9 +24,6 @@ class EchoEngine:
             last = i == len(words) - 1
             finish = ("length" if len(words) == limit else "stop") if last else None
             yield GenerationChunk((" " if i else "") + word, finish, len(words), i + 1, self.model_name)
-
-    async def complete(self, req: GenerationRequest, priority: int = 0) -> GenerationChunk:
-        return await collect(self.stream(req))
 
     async def check_health(self) -> None:
         return None

@@ -19,7 +19,6 @@ import os
 from collections.abc import AsyncIterator
 
 from app.config import PoolConfig
-from app.engines.base import collect
 from app.engines.chat_prompt import render_chat
 from app.engines.logprobs import openai_logprobs
 from app.engines.tool_output import ToolOutput, make_parser
@@ -75,7 +74,7 @@ class VLLMEngine:
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(req.prompt or ""))
 
-    def _sampling_params(self, req: GenerationRequest, prompt_len: int, final_only: bool = False):
+    def _sampling_params(self, req: GenerationRequest, prompt_len: int):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -107,7 +106,7 @@ class VLLMEngine:
             logit_bias=self._guided_bias(self._logit_bias(s.logit_bias), structured is not None),
             structured_outputs=structured,
             skip_special_tokens=tool_mode(req.tools, req.tool_choice) != "auto",
-            output_kind=RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA,
+            output_kind=RequestOutputKind.DELTA,
         )
 
     def _logit_bias(self, bias: dict[str, float] | None) -> dict[int, float] | None:
@@ -152,20 +151,10 @@ class VLLMEngine:
             parser, request = make_parser(self.tool_parser, self.tokenizer, self.model_name, req.tools or [])
         return ToolOutput(mode, req.tool_choice, parser, request)
 
-    async def complete(self, req: GenerationRequest, priority: int = 0) -> GenerationChunk:
-        """One unary answer. A plain one (no tools, guided decoding or logprobs) asks vLLM for the final output
-        only, as vLLM's own server does for non-streaming requests: no per-token output crosses into this
-        process's loop. The others stream deltas and fold them (the tool parser and the whitespace guard
-        read the deltas)."""
-        plain = (not req.tools and req.response_format is None and req.sampling.logprobs is None)
-        return await collect(self.stream(req, priority, final_only=plain))
-
-    async def stream(self, req: GenerationRequest, priority: int = 0,
-                     final_only: bool = False) -> AsyncIterator[GenerationChunk]:
-        """``priority`` (vLLM's: lower is scheduled first, served requests 0) only with priority scheduling;
-        ``final_only``: one chunk at the end (``complete``)."""
+    async def stream(self, req: GenerationRequest, priority: int = 0) -> AsyncIterator[GenerationChunk]:
+        """``priority`` (vLLM's: lower is scheduled first, served requests 0) only with priority scheduling."""
         ids = self._prompt_ids(req)
-        params = self._sampling_params(req, len(ids), final_only)
+        params = self._sampling_params(req, len(ids))
         tools = self._tool_output(req)
         guided = params.structured_outputs is not None
         self.counters["requests"] += 1

@@ -136,23 +136,3 @@ def test_guided_strings_never_carry_raw_control_characters(engine) -> None:
         assert not any(ord(c) < 0x20 for c in out.text), repr(out.text)
         if out.finish_reason == "stop":
             Draft202012Validator(schema).validate(json.loads(out.text))
-
-
-def test_unary_complete_asks_for_the_final_output_only_and_matches_the_stream(engine) -> None:
-    # a plain unary answer comes as vLLM's final output (one chunk, no per-token deltas) with the same text and
-    # counts as the folded delta stream of the same seeded request; tools/guided/logprobs keep the delta path
-    req = chat("plain", max_tokens=48, seed=7)
-    chunks = engine.loop.run_until_complete(_chunks(engine.stream(req, final_only=True)))
-    assert len(chunks) == 1 and chunks[0].finish_reason in ("stop", "length")
-    whole = engine.loop.run_until_complete(engine.complete(chat("plain-2", max_tokens=48, seed=7)))
-    streamed = run(engine, chat("plain-3", max_tokens=48, seed=7))
-    assert (whole.text, whole.completion_tokens, whole.prompt_tokens, whole.finish_reason) == \
-        (streamed.text, streamed.completion_tokens, streamed.prompt_tokens, streamed.finish_reason)
-    assert whole.completion_tokens == chunks[0].completion_tokens > 0
-    fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA, "strict": True}}
-    guided = engine.loop.run_until_complete(engine.complete(chat("guided", seed=1, structured=fmt)))
-    Draft202012Validator(SCHEMA).validate(json.loads(guided.text))
-
-
-async def _chunks(stream) -> list:
-    return [c async for c in stream]
