@@ -119,12 +119,10 @@ class BatchingEmbedder:
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
         """For callers already on a worker thread (the injection guard): memo first, then encode the rest."""
         keys = [t[:MAX_EMBED_CHARS] for t in texts]
-        found = {k: v for k in keys if (v := self._get(k)) is not None}
-        missing = list(dict.fromkeys(k for k in keys if k not in found))
-        if missing:
-            found.update(zip(missing, self._encode_once(missing), strict=True))
         if not keys:
             return np.zeros((0, 384), dtype=np.float32)
+        distinct = list(dict.fromkeys(keys))
+        found = dict(zip(distinct, self._encode_once(distinct), strict=True))  # memo, in flight, or encoded here
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
 
