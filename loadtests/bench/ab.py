@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from loadtests.bench import echo_server
+from loadtests.bench.proc_cpu import cpu_s, stat_fields
 from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, bench_litellm, load, stop, wait_http
 
 
@@ -46,15 +47,11 @@ def start_tree_gateway(tree: Path, config: Path, timeout: float, extra_env: dict
     return proc
 
 
-def _stat(pid: str) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from "state" on
-
-
 def _descends_from(pid: str, root: int) -> bool:
     for _ in range(32):
         if int(pid) == root:
             return True
-        pid = _stat(pid)[1]  # ppid
+        pid = stat_fields(pid)[1]  # ppid
         if pid in ("0", "1"):
             return False
     return False
@@ -66,7 +63,6 @@ def serve_cpu_seconds(root: int) -> dict[str, float]:
     Only descendants of our gateway process count (Ray starts its workers below the driver):
     other gateways on the machine have replicas with the same names.
     """
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -75,12 +71,13 @@ def serve_cpu_seconds(root: int) -> dict[str, float]:
             if not (name.startswith(("ray::ServeReplica", "ray::ProxyActor")) or is_haproxy) \
                     or not _descends_from(pid, root):
                 continue
-            fields = _stat(pid)
+            used = cpu_s(pid)
         except (OSError, IndexError, ValueError):
             continue
         label = "haproxy" if is_haproxy else name.removeprefix("ray::").split(".")[0].replace(
             "ServeReplica:llm-gateway:", "")
-        out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        if used is not None:
+            out[label] = out.get(label, 0.0) + used
     return out
 
 

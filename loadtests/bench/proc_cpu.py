@@ -45,20 +45,26 @@ def process_names() -> dict[int, str]:
     return out
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat`` from its "state" field on (after the command name, which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def nice_of(pid: int) -> int | None:
     """The nice value of the process's main thread (field 19 of stat)."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        return int(stat_fields(pid)[16])
     except (OSError, IndexError, ValueError):
         return None
 
 
-def cpu_s(pid: int) -> float | None:
+def cpu_s(pid: int | str) -> float | None:
+    """CPU seconds (user + system, fields 14 and 15 of stat) the process used so far; None once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat_fields(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime (fields 14 and 15 of stat)
+    return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
 class CpuSampler:
