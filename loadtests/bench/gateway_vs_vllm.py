@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from loadtests.bench.openai_load import run_load
+from loadtests.bench.proc_cpu import cpu_s, stat_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache/models/tiny-small"
@@ -53,7 +54,7 @@ def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(stat_fields(pid)[1])
         except (OSError, IndexError, ValueError):
             continue
         kids.setdefault(ppid, []).append(int(pid))
@@ -63,18 +64,19 @@ def _children() -> dict[int, list[int]]:
 def cpu_by_process(root: int) -> dict[str, float]:
     """CPU seconds so far of ``root`` and every descendant, keyed by a short process label."""
     kids, out, todo = _children(), {}, [root]
-    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         pid = todo.pop()
         todo += kids.get(pid, [])
         try:
             name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used = cpu_s(pid)
         except (OSError, IndexError):
+            continue
+        if used is None:
             continue
         label = name.removeprefix("ray::").split(".")[0].replace("ServeReplica:", "").split(" ")[0]
         label = Path(label).name if label.startswith("/") else label
-        out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[label] = out.get(label, 0.0) + used
     return out
 
 
