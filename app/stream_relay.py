@@ -131,16 +131,19 @@ class RelayServer:
 
 async def relay_chunks(server: RelayServer, chunks: AsyncIterator[Any], delivery_timeout_s: float = 60.0,
                        on_last: Any = None) -> AsyncIterator[RelayTicket]:
-    """Replica side of one request: yield the ticket, then feed ``chunks`` into its channel until done.
+    """Replica side of one request: start feeding ``chunks`` into a channel, yield its ticket, end when done.
 
-    Ends once the frames were written (or the ingress went away, or ``delivery_timeout_s`` passed), so
-    Serve counts the request until then. Leaving early closes ``chunks`` (the engine aborts the request).
+    The engine request starts before the ticket goes back (its prefill overlaps the ticket's trip and the
+    ingress's connect; the channel buffers what comes first). Ends once the frames were written (or the
+    ingress went away, or ``delivery_timeout_s`` passed), so Serve counts the request until then. Leaving
+    early closes ``chunks`` (the engine aborts the request).
     """
     await server.start()
     channel = server.open()
     last = None
-    try:
-        yield server.ticket(channel)
+
+    async def feed() -> None:
+        nonlocal last
         try:
             async for chunk in chunks:
                 if channel.lost:
@@ -150,11 +153,20 @@ async def relay_chunks(server: RelayServer, chunks: AsyncIterator[Any], delivery
             channel.end()
         except Exception as exc:
             channel.fail(exc)
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        yield server.ticket(channel)
+        await feeder
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(channel.delivered.wait(), delivery_timeout_s)
         if on_last is not None and last is not None:
             on_last(last)
     finally:
+        if not feeder.done():
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
         server.close(channel)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:

@@ -41,11 +41,15 @@ def merge(chunks: list[GenerationChunk]) -> GenerationChunk:
 
 
 async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> AsyncIterator[GenerationChunk]:
-    """Re-chunk a token stream: the first chunk at once, then at most one merged chunk per ``window_s``.
+    """Re-chunk a token stream: chunks at once until one carries output, then windows growing to ``window_s``.
 
-    Every item crossing a Ray handle costs a fixed overhead; merging the deltas produced in a short
-    window keeps tokens/s close to the bare engine while TTFT is unchanged. Cancelling the consumer
-    cancels the producer (which aborts the engine request).
+    Every item crossing a Ray handle or a socket costs a fixed overhead; merging the deltas produced in a
+    short window keeps tokens/s close to the bare engine while TTFT is unchanged. Nothing waits before the
+    first chunk with text or a tool call (an engine's first token often detokenizes to "" — half a UTF-8
+    character), and the windows after it start at ``window_s / 8`` and double: the output guard holds a
+    trailing word back until it ends (it could be an e-mail or a key), so the first visible text must not
+    wait a whole window for the token that completes it. Cancelling the consumer cancels the producer
+    (which aborts the engine request).
     """
     if window_s <= 0:
         async for chunk in chunks:
@@ -63,14 +67,14 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
 
     producer = asyncio.create_task(produce())
     try:
-        first = True
+        wait = 0.0  # 0 until a chunk with visible output has gone out, then window_s / 8 doubling to window_s
         done = False
         while not done:
             item = await queue.get()
             items = [item]
-            if not first:
-                await asyncio.sleep(window_s)
-            first = False
+            if wait:
+                await asyncio.sleep(wait)
+                wait = min(window_s, wait * 2)
             while not queue.empty():
                 items.append(queue.get_nowait())
             batch: list[GenerationChunk] = []
@@ -84,7 +88,10 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
                 else:
                     batch.append(item)
             if batch:
-                yield merge(batch)
+                out = merge(batch)
+                if not wait and (out.text or out.tool_calls):
+                    wait = window_s / 8
+                yield out
     finally:
         if not producer.done():
             producer.cancel()

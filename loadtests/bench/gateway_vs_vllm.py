@@ -2,10 +2,11 @@
 LLM's ``build_openai_app``, same tiny model, same load, measured side by side in one run (issue 12).
 
     python -m loadtests.bench.gateway_vs_vllm [--concurrency 1,16] [--requests 64] [--max-tokens 128]
-        [--targets bare_vllm,serve_llm,gateway] [--gateway-config serve_config.cpu.yaml]
+        [--targets bare_vllm,serve_llm,gateway] [--gateway-config serve_config.cpu.yaml] [--warmup 32]
 
 Each target is started in turn on loopback (bare vLLM on 8100, Serve LLM on 8014, the gateway on 8012),
-measured streaming and unary at every concurrency, and stopped. CPU seconds of every process of the
+warmed up alike (``--warmup`` requests per mode, not measured), measured streaming and unary at every
+concurrency, and stopped. CPU seconds of every process of the
 target (found by process tree) are read from /proc around each load run and split into the engine
 (``VLLM::EngineCore`` and its ``VLLM::Worker`` processes) and the front end (everything else: the
 vLLM API server, or the Serve proxy, ingress, router, cache and the pool replicas' own Python);
@@ -87,6 +88,9 @@ def _is_engine(label: str) -> bool:
 
 def measure(url: str, model: str, args, root: int) -> dict:
     out = {}
+    if args.warmup:  # the same for every target: first requests pay one-off costs (lazy imports, new shapes)
+        for stream in (True, False):
+            asyncio.run(run_load(url, model, 4, args.warmup, args.max_tokens, stream))
     for conc in args.concurrency:
         for stream in (True, False):
             before = cpu_by_process(root)
@@ -152,6 +156,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=32,
+                        help="requests per mode (stream, unary; concurrency 4) sent to each target before measuring")
     parser.add_argument("--targets", default="bare_vllm,serve_llm,gateway")
     parser.add_argument("--gateway-config", type=Path, default=ROOT / "serve_config.cpu.yaml")
     args = parser.parse_args()

@@ -1,6 +1,7 @@
 """Token-stream coalescing: fewer, larger chunks; same text and final state; cancellation propagates."""
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -33,6 +34,38 @@ def test_coalesce_merges_within_window_and_keeps_text() -> None:
     assert 2 < len(out) < 40
     assert "".join(c.text for c in out) == ref.text
     assert out[-1].finish_reason == "length" and out[-1].completion_tokens == 40
+
+
+def test_window_starts_after_the_first_visible_text() -> None:
+    """An engine's first token can detokenize to "" (half a UTF-8 character): the next chunk, the first
+    visible text, must go out at once, not merged into a window."""
+
+    async def tokens():
+        for i, text in enumerate(["", "", "t2 ", "t3 ", "t4 ", "t5 "]):
+            await asyncio.sleep(0.002 if i < 3 else 0)  # t3-t5 arrive together, inside the first window
+            yield GenerationChunk(text, "length" if i == 5 else None, 5, i + 1, "m")
+
+    async def run():
+        return [c async for c in coalesce(tokens(), window_s=0.05)]
+
+    out = asyncio.run(run())
+    assert [c.text for c in out[:3]] == ["", "", "t2 "]  # each sent alone: no window before visible text
+    assert out[2].completion_tokens == 3
+    assert len(out) == 4 and out[3].text == "t3 t4 t5 "  # then a window for what is queued
+    assert out[3].finish_reason == "length"
+
+
+def test_windows_grow_after_the_first_visible_text() -> None:
+    """window / 8 first, doubling: the token that completes a held-back first word is not a window late."""
+
+    async def run():
+        return [c async for c in coalesce(_tokens(120, 0.002), window_s=0.16)]
+
+    out = asyncio.run(run())
+    sizes = [b.completion_tokens - a.completion_tokens for a, b in itertools.pairwise(out)]
+    assert out[0].text == "t0 "
+    assert sizes[0] < sizes[2]  # 20 ms of tokens, then 80 ms
+    assert "".join(c.text for c in out) == "".join(f"t{i} " for i in range(120))
 
 
 def test_coalesce_zero_window_is_passthrough() -> None:

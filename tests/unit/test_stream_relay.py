@@ -157,3 +157,24 @@ def test_replica_death_mid_stream_is_a_connection_error():
                 await anext(stream)
 
     run(main())
+
+
+def test_the_engine_starts_before_the_ticket_is_taken_further():
+    """Prefill overlaps the ticket's trip back to the ingress: the engine is asked before anyone reads."""
+
+    async def main():
+        server, started, closed = RelayServer(), [], []
+
+        async def recording():
+            started.append(True)
+            async for chunk in engine(3, closed=closed):
+                yield chunk
+
+        gen = relay_chunks(server, recording())
+        ticket = await anext(gen)
+        await asyncio.sleep(0)
+        assert started == [True] and ticket.ticket in server.channels
+        await gen.aclose()  # the Serve call ends early: the engine request is closed, the channel dropped
+        assert closed == [True] and ticket.ticket not in server.channels
+
+    run(main())
