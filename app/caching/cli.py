@@ -233,6 +233,7 @@ def train_verifier_cmd(
     mix: str = typer.Option("qqp", help="Training data: qqp (QQP fit split only, the shipped v3) or qqp+intents (plus "
                             "the short-command pairs of `make train-data`, app/caching/train_pairs.py)."),
     intent_weight: int = typer.Option(1, help="Times each short-command pair is repeated in training."),
+    intent_cap: int = typer.Option(0, help="Short-command pairs per intent family, half positives (0: all)."),
     attention: int = typer.Option(2, help="Attention networks (0: MLPs + trees only, much faster)."),
     mlps: int = typer.Option(5, help="MLPs in the ensemble."),
     trees: int = typer.Option(4, help="Boosted-tree models in the ensemble."),
@@ -245,7 +246,7 @@ def train_verifier_cmd(
     from app.caching.verifier import DEFAULT_ARTIFACT
 
     arrays, meta = train_verifier(mix=mix, intent_weight=intent_weight, n_att=attention, n_mlp=mlps, n_hgb=trees,
-                                  folds=folds)
+                                  folds=folds, intent_cap=intent_cap)
     target = out or DEFAULT_ARTIFACT
     np.savez_compressed(target, **arrays)
     console.print(f"verifier: test {json.dumps(meta['test'])}, out-of-fold {json.dumps(meta['out_of_fold'])} "

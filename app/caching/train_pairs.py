@@ -123,8 +123,24 @@ def _list_choices(name: str, lists: dict) -> list | None:
     return None  # a number range: an argument, left out
 
 
+def slots_in(node, rules: dict, seen: frozenset = frozenset()) -> set[str]:
+    """The list names a template can fill, through its ``<rule>`` references."""
+    if isinstance(node, str):
+        if node.startswith("{"):
+            return {node[1:-1].split(":")[0]}
+        name = node[1:-1] if node.startswith("<") else None
+        if name is None or name in seen or name not in rules:
+            return set()
+        return slots_in(rules[name], rules, seen | {name})
+    return {s for seq in node[1] for n in seq for s in slots_in(n, rules, seen)}
+
+
 def ha_intents(data: dict, seed: int = 0) -> dict[str, str]:
-    """{intent group name: newline-joined expansions} from one language file of home-assistant-intents."""
+    """{intent group name: newline-joined expansions} from one language file of home-assistant-intents.
+
+    Instances of one block are different questions only if they differ in a value the block's templates use
+    ("kitchen" / "garage"); an instance that repeats an earlier one's values (or a block without slots) would
+    put paraphrases in two groups, i.e. label them as look-alike negatives, and is left out."""
     rng = random.Random(seed)
     rules = {k: parse_template(v) for k, v in data.get("expansion_rules", {}).items()}
     lists = data.get("lists", {})
@@ -134,6 +150,8 @@ def ha_intents(data: dict, seed: int = 0) -> dict[str, str]:
             continue
         for b, block in enumerate(body.get("data", [])):
             templates = [parse_template(s) for s in block.get("sentences", [])]
+            used = {s for t in templates for s in slots_in(t, rules)}
+            signatures: set[tuple] = set()
             for inst in range(HA_INSTANCES):
                 values = {}
                 for name in sorted(lists.keys() | HA_VALUES.keys()):
@@ -146,6 +164,10 @@ def ha_intents(data: dict, seed: int = 0) -> dict[str, str]:
                 names = [n for d in domains for n in HA_NAMES.get(d, ())]
                 if names:
                     values["name"] = rng.choice(names)
+                signature = tuple(sorted((k, repr(v)) for k, v in values.items() if k in used))
+                if signature in signatures:
+                    continue
+                signatures.add(signature)
                 lines: dict[str, None] = {}
                 for _ in range(HA_LINES * 4):
                     text = sample(rng.choice(templates), rules, lists, values, rng) if templates else None
@@ -208,8 +230,25 @@ def training_intents(skills: Iterable[str] = TRAIN_SKILLS, ha: bool = True,
     return out
 
 
-def training_pairs(vectors_of, seed: int = 0, ha: bool = True) -> tuple[list[Pair], dict]:
-    """(pairs, counts). ``vectors_of(texts) -> unit vectors`` (MiniLM, cached by the caller)."""
+def family(pair: Pair) -> str:
+    """The intent a pair belongs to, with Home Assistant's blocks and slot instances folded together."""
+    return f"{pair.skill}/{pair.intent.split('#')[0]}"
+
+
+def cap_families(pairs: list[Pair], cap: int, seed: int = 0) -> list[Pair]:
+    """At most ``cap // 2`` positives and ``cap // 2`` negatives per intent family (a random sample), so one
+    template-rich intent (HassGetState: 150 of 387 groups) does not outweigh the rest."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault((family(p), p.same), []).append(i)
+    keep = sorted(i for idx in groups.values() for i in rng.permutation(idx)[: cap // 2])
+    return [pairs[i] for i in keep]
+
+
+def training_pairs(vectors_of, seed: int = 0, ha: bool = True, family_cap: int = 0) -> tuple[list[Pair], dict]:
+    """(pairs, counts). ``vectors_of(texts) -> unit vectors`` (MiniLM, cached by the caller); ``family_cap``:
+    pairs per intent family (``cap_families``; 0: no cap)."""
     intents = training_intents(ha=ha, seed=seed)
     texts = sorted({t for lines in intents.values() for t in lines})
     vecs = vectors_of(texts)
@@ -220,9 +259,12 @@ def training_pairs(vectors_of, seed: int = 0, ha: bool = True) -> tuple[list[Pai
     kept = {k: v for k, v in kept.items() if v}
     vectors = dict(zip(texts, vecs, strict=True))
     pairs = build_pairs(kept, vectors, seed, positives=POSITIVES, negatives=NEGATIVES)
+    if family_cap:
+        pairs = cap_families(pairs, family_cap, seed)
     counts = {"intents": len(kept), "texts": sum(len(v) for v in kept.values()), "dropped_near_eval": len(dropped),
               "positives": sum(p.same for p in pairs), "negatives": sum(not p.same for p in pairs),
-              "from_home_assistant": sum(p.skill == HA_PACKAGE for p in pairs)}
+              "from_home_assistant": sum(p.skill == HA_PACKAGE for p in pairs), "family_cap": family_cap,
+              "families": len({family(p) for p in pairs})}
     return pairs, counts
 
 

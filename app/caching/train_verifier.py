@@ -170,16 +170,16 @@ def choose_threshold(sim: np.ndarray, proba: np.ndarray, same: np.ndarray, gate:
     return round(best, 3)
 
 
-def intent_training_pairs(seed: int = 0) -> tuple[Pairs, dict[str, TokenView], dict]:
+def intent_training_pairs(seed: int = 0, family_cap: int = 0) -> tuple[Pairs, dict[str, TokenView], dict]:
     """The short-command training pairs (``train_pairs.py``: skills and Home Assistant templates installed by
-    ``make train-data``), with their token views and counts."""
+    ``make train-data``; ``family_cap``: pairs per intent family, 0 for all), with their token views and counts."""
     from app.caching.quality import _vectors_and_views
     from app.caching.train_pairs import pair_arrays, training_pairs
 
     def vectors_of(texts: list[str]) -> np.ndarray:
         return _vectors_and_views(texts, "cache-train-intents")[0]
 
-    pairs, counts = training_pairs(vectors_of, seed)
+    pairs, counts = training_pairs(vectors_of, seed, family_cap=family_cap)
     a, b, same, ea, eb = pair_arrays(pairs, vectors_of)
     texts = sorted(set(a) | set(b))
     _, views = _vectors_and_views(texts, "cache-train-intents")
@@ -194,10 +194,11 @@ def _concat(p: Pairs, q: Pairs) -> Pairs:
 
 def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5, n_mlp: int = 5, n_hgb: int = 4,
                    gate: float = 0.80, n_att: int = 2, att_epochs: int = 8, mix: str = "qqp",
-                   intent_weight: int = 1) -> tuple[dict[str, np.ndarray], dict]:
+                   intent_weight: int = 1, intent_cap: int = 0) -> tuple[dict[str, np.ndarray], dict]:
     """Returns (artifact arrays for ``np.savez_compressed``, a summary). ``mix``: ``qqp`` (QQP's fit split) or
-    ``qqp+intents`` (plus ``train_pairs.py``'s short-command pairs, each repeated ``intent_weight`` times;
-    they join every fold's training part, never the QQP test split or the threshold's QQP precision)."""
+    ``qqp+intents`` (plus ``train_pairs.py``'s short-command pairs, at most ``intent_cap`` per intent family
+    when set, each repeated ``intent_weight`` times; they join every fold's training part, never the QQP test
+    split or the threshold's QQP precision)."""
     from app.caching.lookalikes import NEGATIVES
     from app.caching.verifier import pair_rows
     from app.embedding import get_embedder
@@ -209,7 +210,7 @@ def train_verifier(seed: int = 0, target_precision: float = 0.90, folds: int = 5
     fit = np.concatenate([tr, va])
     n_qqp, extra, counts = len(qqp.same), np.array([], dtype=int), {}
     if mix == "qqp+intents":
-        intents, intent_views, counts = intent_training_pairs(seed)
+        intents, intent_views, counts = intent_training_pairs(seed, intent_cap)
         views = {**views, **intent_views}
         qqp = _concat(qqp, intents)
         extra = np.arange(n_qqp, len(qqp.same))

@@ -112,3 +112,37 @@ def test_cache_eval_scores_the_artifact_it_is_given(monkeypatch, tmp_path) -> No
     result = CliRunner().invoke(cli, ["cache", "eval", "--artifact", str(tmp_path / "candidate.npz")])
     assert isinstance(result.exception, RuntimeError) and len(seen) == 1
     assert isinstance(seen[0], PairVerifier) and seen[0].version == "candidate-under-test"
+
+
+def test_an_instance_repeating_the_values_a_block_uses_is_left_out() -> None:
+    """Two instances of a block are different questions only if a slot value the block uses differs; otherwise
+    their lines are paraphrases and the nearest-other-intent rule would label them look-alike negatives."""
+    data = {
+        "lists": {"area": {"wildcard": True}},
+        "intents": {
+            "HassClimateGetTemperature": {"data": [{"sentences": ["how (warm|hot) is it [in] here",
+                                                                  "what is the [current] temp[erature]"]}]},
+            "HassTurnOn": {"data": [{"sentences": ["turn on [the] {area} lights", "switch on [the] {area} lights"]}]},
+        },
+    }
+    for seed in range(20):
+        groups = ha_intents(data, seed)
+        assert [k for k in groups if k.startswith("HassClimate")] == ["HassClimateGetTemperature#0#0"]
+        turn_on = [k for k in groups if k.startswith("HassTurnOn")]
+        areas = [{a for a in train_pairs.HA_VALUES["area"] if a in groups[k]} for k in turn_on]
+        assert len({frozenset(a) for a in areas}) == len(turn_on)  # each kept instance has its own area
+
+
+def test_slots_in_follows_rules() -> None:
+    rules = {"where": parse_template("in [the] {area}"), "loop": parse_template("<loop> x")}
+    assert train_pairs.slots_in(parse_template("turn on {name} <where> <loop>"), rules) == {"name", "area"}
+
+
+def test_family_cap_balances_labels_per_intent_family() -> None:
+    pairs = [intent_pairs.Pair(f"a{i}", f"b{i}", i % 2 == 0, HA_PACKAGE, f"HassGetState#{i % 7}#0") for i in range(100)]
+    pairs += [intent_pairs.Pair(f"c{i}", f"d{i}", i % 2 == 0, "ovos-skill-stop", "stop") for i in range(6)]
+    kept = train_pairs.cap_families(pairs, 20)
+    ha = [p for p in kept if p.skill == HA_PACKAGE]
+    assert sum(p.same for p in ha) == 10 and sum(not p.same for p in ha) == 10  # 7 blocks folded into one family
+    assert len([p for p in kept if p.skill != HA_PACKAGE]) == 6  # a family under the cap keeps every pair
+    assert train_pairs.cap_families(pairs, 20) == kept  # seeded
