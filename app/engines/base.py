@@ -46,9 +46,9 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
     Every item crossing a Ray handle or a socket costs a fixed overhead; merging the deltas produced in a
     short window keeps tokens/s close to the bare engine while TTFT is unchanged. Nothing waits before the
     first chunk with text or a tool call (an engine's first token often detokenizes to "" — half a UTF-8
-    character), and the windows after it start at ``window_s / 8`` and double: the output guard holds a
-    trailing word back until it ends (it could be an e-mail or a key), so the first visible text must not
-    wait a whole window for the token that completes it. Cancelling the consumer cancels the producer
+    character) nor before the one after it; then windows start at ``window_s / 8`` and double: the output
+    guard holds a trailing word back until it ends (it could be an e-mail or a key), so the first visible
+    text must not wait a window for the token that completes it. Cancelling the consumer cancels the producer
     (which aborts the engine request).
     """
     if window_s <= 0:
@@ -67,7 +67,8 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
 
     producer = asyncio.create_task(produce())
     try:
-        wait = 0.0  # 0 until a chunk with visible output has gone out, then window_s / 8 doubling to window_s
+        shown = False  # a chunk with visible output has gone out
+        wait = 0.0  # 0 until then and for the chunk right after it; then window_s / 8, doubling to window_s
         done = False
         while not done:
             item = await queue.get()
@@ -75,6 +76,8 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
             if wait:
                 await asyncio.sleep(wait)
                 wait = min(window_s, wait * 2)
+            elif shown:
+                wait = window_s / 8
             while not queue.empty():
                 items.append(queue.get_nowait())
             batch: list[GenerationChunk] = []
@@ -89,8 +92,7 @@ async def coalesce(chunks: AsyncIterator[GenerationChunk], window_s: float) -> A
                     batch.append(item)
             if batch:
                 out = merge(batch)
-                if not wait and (out.text or out.tool_calls):
-                    wait = window_s / 8
+                shown = shown or bool(out.text or out.tool_calls)
                 yield out
     finally:
         if not producer.done():
