@@ -4,6 +4,10 @@ LLM's ``build_openai_app``, same tiny model, same load, measured side by side in
     python -m loadtests.bench.gateway_vs_vllm [--concurrency 1,16] [--requests 64] [--max-tokens 128]
         [--targets bare_vllm,serve_llm,gateway] [--gateway-config serve_config.cpu.yaml] [--warmup 32]
 
+A target may carry environment variables of its own after ``+`` (as in ``ab.py``'s trees), so two settings
+of one target are measured side by side in one run, e.g.
+``--targets bare_vllm,gateway,gateway+LLMGW_VLLM_BUSY_LOOP_S=0.002``.
+
 Each target is started in turn on loopback (bare vLLM on 8100, Serve LLM on 8014, the gateway on 8012),
 warmed up alike (``--warmup`` requests per mode, not measured), measured streaming and unary at every
 concurrency, and stopped. CPU seconds of every process of the
@@ -127,9 +131,22 @@ def _stop(proc: subprocess.Popen, grace: float = 60) -> None:
             proc.wait(10)
 
 
-def run_target(name: str, args) -> dict:
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    log = str(ROOT / f".cache/bench/gateway_vs_vllm-{name}.log")
+def target_env(spec: str) -> tuple[str, dict[str, str]]:
+    """``gateway+A=1+B=2`` -> ("gateway", {"A": "1", "B": "2"})."""
+    name, *pairs = spec.split("+")
+    extra = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"target {spec!r}: expected NAME+KEY=VALUE")
+        extra[key] = value
+    return name, extra
+
+
+def run_target(spec: str, args) -> dict:
+    name, extra = target_env(spec)
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **extra}
+    log = str(ROOT / f".cache/bench/gateway_vs_vllm-{spec.replace('=', '_')}.log")
     if name == "bare_vllm":
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
                "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", *VLLM_ARGS]
@@ -145,7 +162,7 @@ def run_target(name: str, args) -> dict:
         _wait(url, proc)
         if name == "gateway":  # both pools warm
             _wait(url, proc, 240, "/readyz")
-        print(f"[{name}] {url}", flush=True)
+        print(f"[{spec}] {url}", flush=True)
         return measure(url, model, args, proc.pid)
     finally:
         _stop(proc)
@@ -177,13 +194,15 @@ def main() -> None:
             results[t + "_error"] = f"{type(exc).__name__}: {exc}"
         out.write_text(json.dumps(results, indent=2))
     targets = [t for t in targets if t in results]
-    print(f"\n{'mode':10} {'target':10} {'tok/s':>7} {'x bare':>7} {'p50 ms':>7} {'TTFT p50':>9} {'FE CPU ms/tok':>14}")
+    width = max(10, *(len(t) for t in targets))
+    print(f"\n{'mode':10} {'target':{width}} {'tok/s':>7} {'x bare':>7} {'p50 ms':>7} {'TTFT p50':>9} "
+          f"{'FE CPU ms/tok':>14}")
     for mode in results[targets[0]]:
         for t in targets:
             r, base = results[t][mode], results.get("bare_vllm", {}).get(mode)
             ratio = r["tokens_per_s"] / base["tokens_per_s"] if base and base["tokens_per_s"] else float("nan")
-            print(f"{mode:10} {t:10} {r['tokens_per_s']:7.0f} {ratio:7.2f} {r['p50_ms']:7.0f} {r['ttft_p50_ms']:9.1f} "
-                  f"{r['front_cpu_ms_per_token']:14.3f}")
+            print(f"{mode:10} {t:{width}} {r['tokens_per_s']:7.0f} {ratio:7.2f} {r['p50_ms']:7.0f} "
+                  f"{r['ttft_p50_ms']:9.1f} {r['front_cpu_ms_per_token']:14.3f}")
     results["load_avg_end"] = os.getloadavg()
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")

@@ -1,7 +1,7 @@
 """TTFT at concurrency 1, bare vLLM vs the gateway, both up at once and asked in turn (issue 12).
 
     python -m loadtests.bench.paired_ttft [--requests 120] [--warmup 16] [--gap-s 1.1]
-        [--gateway-config serve_config.cpu.yaml]
+        [--gateway-config serve_config.cpu.yaml] [--env KEY=VALUE ...]
 
 Run one after the other, the two targets see different machines: on 2 shared cores the CPU engine has
 phases in which a request's every chunk (the role chunk too) reaches the client only at its end, so one
@@ -12,7 +12,9 @@ share of its requests slower than 50 ms (the stall phases, counted, not hidden).
 waited before every request: vLLM's CPU worker busy-waits (``sched_yield``) for 1 s after each step it reads
 (``SpinCondition.busy_loop_s`` in ``shm_broadcast.py``), and one engine spinning while the other serves took
 ~1 s off the other's TTFT in every second pair here; with the gap each request starts with both engines
-idle. TTFT = time to the first chunk with content, as in ``openai_load``. Writes .cache/bench/paired_ttft.json.
+idle. ``--env`` sets a variable for both servers alike (an engine setting such as ``LLMGW_VLLM_BUSY_LOOP_S``,
+which both vLLM processes read, keeps the comparison about the gateway). TTFT = time to the first chunk
+with content, as in ``openai_load``. Writes .cache/bench/paired_ttft.json.
 """
 
 from __future__ import annotations
@@ -81,11 +83,14 @@ def main() -> None:
     parser.add_argument("--gap-s", type=float, default=1.1, help="idle time before every request")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--gateway-config", type=Path, default=ROOT / "serve_config.cpu.yaml")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for both servers (repeatable)")
     args = parser.parse_args()
+    extra = dict(pair.split("=", 1) for pair in args.env)
     if not MODEL_DIR.exists():
         sys.exit("tiny model missing: run `make models` first")
     (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **extra}
     bare = _start([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
                    "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", *VLLM_ARGS],
                   env, str(ROOT / ".cache/bench/paired_ttft-bare.log"))
