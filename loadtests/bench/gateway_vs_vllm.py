@@ -6,7 +6,7 @@ LLM's ``build_openai_app``, same tiny model, same load, measured side by side in
 
 A target may carry environment variables of its own after ``+`` (as in ``ab.py``'s trees), so two settings
 of one target are measured side by side in one run, e.g.
-``--targets bare_vllm,gateway,gateway+LLMGW_VLLM_BUSY_LOOP_S=0.002``.
+``--targets bare_vllm,gateway,gateway+LLMGW_INGRESS__STREAM_RELAY=false``.
 
 Each target is started in turn on loopback (bare vLLM on 8100, Serve LLM on 8014, the gateway on 8012),
 warmed up alike (``--warmup`` requests per mode, not measured), measured streaming and unary at every

@@ -12,7 +12,7 @@ share of its requests slower than 50 ms (the stall phases, counted, not hidden).
 waited before every request: vLLM's CPU worker busy-waits (``sched_yield``) for 1 s after each step it reads
 (``SpinCondition.busy_loop_s`` in ``shm_broadcast.py``), and one engine spinning while the other serves took
 ~1 s off the other's TTFT in every second pair here; with the gap each request starts with both engines
-idle. ``--env`` sets a variable for both servers alike (an engine setting such as ``LLMGW_VLLM_BUSY_LOOP_S``,
+idle. ``--env`` sets a variable for both servers alike (an engine setting such as ``VLLM_CPU_OMP_THREADS_BIND``,
 which both vLLM processes read, keeps the comparison about the gateway). TTFT = time to the first chunk
 with content, as in ``openai_load``. Writes .cache/bench/paired_ttft.json.
 """
