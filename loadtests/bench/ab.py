@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 
 from loadtests.bench import echo_server
+from loadtests.bench.env_spec import split_env
 from loadtests.bench.proc_cpu import cpu_s, stat_fields
 from loadtests.bench.suite import ECHO_URL, GATEWAY_PORT, ROOT, bench_litellm, load, stop, wait_http
 
 
 def parse_tree(spec: str) -> tuple[Path, dict[str, str]]:
     """``path`` or ``path+NAME=value+NAME2=value2`` (extra environment for that gateway run)."""
-    path, *pairs = spec.split("+")
-    return Path(path).resolve(), dict(p.split("=", 1) for p in pairs)
+    path, extra = split_env(spec)
+    return Path(path).resolve(), extra
 
 
 def start_tree_gateway(tree: Path, config: Path, timeout: float, extra_env: dict[str, str]) -> subprocess.Popen:

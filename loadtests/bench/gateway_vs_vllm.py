@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.bench.env_spec import split_env
 from loadtests.bench.openai_load import run_load
 from loadtests.bench.proc_cpu import cpu_s, stat_fields
 
@@ -131,20 +132,8 @@ def _stop(proc: subprocess.Popen, grace: float = 60) -> None:
             proc.wait(10)
 
 
-def target_env(spec: str) -> tuple[str, dict[str, str]]:
-    """``gateway+A=1+B=2`` -> ("gateway", {"A": "1", "B": "2"})."""
-    name, *pairs = spec.split("+")
-    extra = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"target {spec!r}: expected NAME+KEY=VALUE")
-        extra[key] = value
-    return name, extra
-
-
 def run_target(spec: str, args) -> dict:
-    name, extra = target_env(spec)
+    name, extra = split_env(spec)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **extra}
     log = str(ROOT / f".cache/bench/gateway_vs_vllm-{spec.replace('=', '_')}.log")
     if name == "bare_vllm":

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from loadtests.bench.env_spec import env_pairs
 from loadtests.bench.gateway_vs_vllm import MODEL_DIR, ROOT, VLLM_ARGS, _start, _stop, _wait
 
 BARE = ("bare_vllm", "http://127.0.0.1:8100", "tiny-small")
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for both servers (repeatable)")
     args = parser.parse_args()
-    extra = dict(pair.split("=", 1) for pair in args.env)
+    extra = env_pairs(args.env)
     if not MODEL_DIR.exists():
         sys.exit("tiny model missing: run `make models` first")
     (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
