@@ -20,10 +20,12 @@ with content, as in ``openai_load``. Writes .cache/bench/paired_ttft.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,25 @@ from loadtests.bench.gateway_vs_vllm import MODEL_DIR, ROOT, VLLM_ARGS, _start, 
 
 BARE = ("bare_vllm", "http://127.0.0.1:8100", "tiny-small")
 GATEWAY = ("gateway", "http://127.0.0.1:8012", "small")
+
+
+@contextlib.contextmanager
+def both_servers(extra_env: dict[str, str], gateway_config: Path, log_prefix: str) -> Iterator[dict[str, int]]:
+    """Bare vLLM (8100) and the gateway (8012) up at once, both pools ready; yields their root pids."""
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **extra_env}
+    bare = _start([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
+                   "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", *VLLM_ARGS],
+                  env, str(ROOT / f".cache/bench/{log_prefix}-bare.log"))
+    gateway = _start([sys.executable, "-m", "app.cli", "run", "--config", str(gateway_config), "--port", "8012"],
+                     env, str(ROOT / f".cache/bench/{log_prefix}-gateway.log"))
+    try:
+        _wait(BARE[1], bare)
+        _wait(GATEWAY[1], gateway)
+        _wait(GATEWAY[1], gateway, 240, "/readyz")
+        yield {BARE[0]: bare.pid, GATEWAY[0]: gateway.pid}
+    finally:
+        _stop(gateway)
+        _stop(bare)
 
 
 def ttft_ms(client: httpx.Client, url: str, model: str, i: int, max_tokens: int) -> float | None:
@@ -91,21 +112,9 @@ def main() -> None:
     if not MODEL_DIR.exists():
         sys.exit("tiny model missing: run `make models` first")
     (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **extra}
-    bare = _start([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
-                   "--served-model-name", "tiny-small", "--host", "127.0.0.1", "--port", "8100", *VLLM_ARGS],
-                  env, str(ROOT / ".cache/bench/paired_ttft-bare.log"))
-    gateway = _start([sys.executable, "-m", "app.cli", "run", "--config", str(args.gateway_config), "--port", "8012"],
-                     env, str(ROOT / ".cache/bench/paired_ttft-gateway.log"))
-    try:
-        _wait(BARE[1], bare)
-        _wait(GATEWAY[1], gateway)
-        _wait(GATEWAY[1], gateway, 240, "/readyz")
+    with both_servers(extra, args.gateway_config, "paired_ttft"):
         result = {"config": {k: str(v) for k, v in vars(args).items()}, "load_avg_start": os.getloadavg(),
                   **paired(args.requests, args.warmup, args.max_tokens, args.gap_s), "load_avg_end": os.getloadavg()}
-    finally:
-        _stop(gateway)
-        _stop(bare)
     out = ROOT / ".cache/bench/paired_ttft.json"
     out.write_text(json.dumps(result, indent=2))
     lo, hi = result["diff_p50_ci95_ms"]
