@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -122,14 +123,31 @@ def _start(cmd: list[str], env: dict, log: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def _descendants(root: int) -> list[int]:
+    kids, out, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out += kids.get(pid, [])
+        todo += kids.get(pid, [])
+    return out
+
+
 def _stop(proc: subprocess.Popen, grace: float = 60) -> None:
+    """Stop a target and everything it started: Ray's workers run in process groups of their own, and the vLLM
+    engines under them (titles ``VLLM::EngineCore``/``VLLM::Worker``) outlive both the group kill and
+    ``ray stop``; left running, they spin on the cores and broke the next test graph's engines."""
     if proc.poll() is None:
+        tree = _descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        time.sleep(2)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def run_target(spec: str, args) -> dict:
