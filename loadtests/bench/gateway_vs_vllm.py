@@ -70,10 +70,8 @@ def _children() -> dict[int, list[int]]:
 
 def cpu_by_process(root: int) -> dict[str, float]:
     """CPU seconds so far of ``root`` and every descendant, keyed by a short process label."""
-    kids, out, todo = _children(), {}, [root]
-    while todo:
-        pid = todo.pop()
-        todo += kids.get(pid, [])
+    out: dict[str, float] = {}
+    for pid in (root, *_descendants(root)):
         try:
             name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             used = cpu_s(pid)
@@ -124,6 +122,7 @@ def _start(cmd: list[str], env: dict, log: str) -> subprocess.Popen:
 
 
 def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` now (also those in process groups or sessions of their own)."""
     kids, out, todo = _children(), [], [root]
     while todo:
         pid = todo.pop()
@@ -135,7 +134,7 @@ def _descendants(root: int) -> list[int]:
 def _stop(proc: subprocess.Popen, grace: float = 60) -> None:
     """Stop a target and everything it started: Ray's workers run in process groups of their own, and the vLLM
     engines under them (titles ``VLLM::EngineCore``/``VLLM::Worker``) outlive both the group kill and
-    ``ray stop``; left running, they spin on the cores and broke the next test graph's engines."""
+    ``ray stop``; left running, they keep spinning on the cores under whatever runs next."""
     if proc.poll() is None:
         tree = _descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
