@@ -78,3 +78,39 @@ def client(gateway_url: str):
     headers = {"authorization": f"Bearer {os.environ['LLMGW_ADMIN_KEY']}"}
     with httpx.Client(base_url=gateway_url, timeout=120, headers=headers) as c:
         yield c
+
+
+def _cpu_facts() -> str:
+    """The CPU model and the ISA extensions the CPU engines pick kernels by (AMX, AVX-512 BF16)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return f"{model}; amx_tile={'amx_tile' in flags}; avx512_bf16={'avx512_bf16' in flags}"
+
+
+def pytest_report_header(config) -> str:
+    return f"cpu: {_cpu_facts()}"
+
+
+ENGINE_DEATH = ("died unexpectedly", "Fatal Python error", "EngineDeadError", "Current thread", "exit code")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """On a red run, the lines of Ray's worker logs that say how an engine died (CI shows only this output)."""
+    if exitstatus == 0:
+        return
+    logs = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "session_latest" / "logs"
+    hits: list[str] = []
+    for path in sorted(logs.glob("worker-*.err")) + sorted(logs.glob("serve/replica_*pool*.log")):
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        hits += [f"{path.name}: {line[:300]}" for line in lines if any(k in line for k in ENGINE_DEATH)]
+    if hits:
+        terminalreporter.section(f"engine deaths in Ray's logs ({_cpu_facts()})")
+        for line in hits[:40]:
+            terminalreporter.write_line(line)

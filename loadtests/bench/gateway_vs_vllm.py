@@ -40,7 +40,7 @@ from loadtests.bench.proc_cpu import cpu_s, stat_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache/models/tiny-small"
-VLLM_ARGS = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16", "--max-num-seqs", "64"]
+VLLM_ARGS = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "float32", "--max-num-seqs", "64"]
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 400, path: str = "/v1/models") -> None:

@@ -32,7 +32,7 @@ def main() -> None:
     llm = LLMConfig(
         model_loading_config={"model_id": args.served_name, "model_source": str(args.model_dir)},
         accelerator_config={"kind": "cpu"},
-        engine_kwargs={"enforce_eager": True, "max_model_len": 2048, "dtype": "bfloat16", "max_num_seqs": 64},
+        engine_kwargs={"enforce_eager": True, "max_model_len": 2048, "dtype": "float32", "max_num_seqs": 64},
         runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}},
         deployment_config={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
     )

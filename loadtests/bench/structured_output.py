@@ -67,7 +67,7 @@ async def engine_mode(pool: str, seeds: int, max_tokens: int) -> tuple[Counter, 
     from app.generation import GenerationRequest, SamplingOptions
 
     engine = VLLMEngine(PoolConfig(name=pool, engine=EngineConfig(
-        model=f".cache/models/tiny-{pool}", served_model_name=f"tiny-{pool}", max_model_len=1024, dtype="bfloat16",
+        model=f".cache/models/tiny-{pool}", served_model_name=f"tiny-{pool}", max_model_len=1024, dtype="float32",
         enforce_eager=True, max_num_seqs=16), env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
     total, per, latencies = Counter(), {}, []
     try:

@@ -40,7 +40,7 @@ def test_pool_scales_up_under_load_and_down_when_idle(gateway_url: str) -> None:
             "engine": {
                 "model": str(ROOT / ".cache/models/tiny-small"),
                 "max_model_len": 512,
-                "dtype": "bfloat16",
+                "dtype": "float32",
                 "enforce_eager": True,
                 "max_num_seqs": 8,
             },

@@ -28,7 +28,7 @@ def test_served_requests_overtake_queued_shadows_on_priority_scheduling() -> Non
 
     ensure_tiny_models()
     cfg = EngineConfig(model=".cache/models/tiny-small", served_model_name="tiny-small", max_model_len=512,
-                       dtype="bfloat16", enforce_eager=True, max_num_seqs=1,
+                       dtype="float32", enforce_eager=True, max_num_seqs=1,
                        extra_args={"scheduling_policy": "priority"})
     engine = VLLMEngine(PoolConfig(name="small", engine=cfg, env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
     assert engine.priority_scheduling

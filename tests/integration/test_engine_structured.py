@@ -37,7 +37,7 @@ def engine():
 
     ensure_tiny_models()
     engine_cfg = EngineConfig(model=".cache/models/tiny-small", served_model_name="tiny-small", max_model_len=1024,
-                              dtype="bfloat16", enforce_eager=True, max_num_seqs=8)
+                              dtype="float32", enforce_eager=True, max_num_seqs=8)
     pool = PoolConfig(name="small", engine=engine_cfg, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     eng = VLLMEngine(pool)
     eng.loop = asyncio.new_event_loop()  # one loop of its own for the engine's whole life (other tests close theirs)

@@ -40,7 +40,7 @@ def _change(serve_cfg: dict, fn) -> dict:
 
 CHANGES = {
     "max_num_seqs": lambda p: p["engine"].update(max_num_seqs=p["engine"]["max_num_seqs"] // 2),
-    "dtype": lambda p: p["engine"].update(dtype="float32"),
+    "dtype": lambda p: p["engine"].update(dtype="bfloat16"),
     "extra_args": lambda p: p["engine"].update(extra_args={"enable_prefix_caching": False}),
     "env": lambda p: p.update(env={**p.get("env", {}), "VLLM_CPU_KVCACHE_SPACE": "2"}),
     "autoscaling": lambda p: p["autoscaling_config"].update(max_replicas=2),
