@@ -125,6 +125,10 @@ class IngressConfig(_Strict):
     # pool streams: tokens over each replica's relay socket (one handle call of two items per request);
     # false: every window of tokens is an item on the Serve handle (docs/performance.md)
     stream_relay: bool = True
+    # relay streams start on a Serve call booked ahead (app/relay_lease.py): this many ready per pool and
+    # ingress replica, each held at most pool_lease_ttl_s and renewed only while the pool had traffic; 0: off
+    pool_leases: int = Field(1, ge=0, le=64)
+    pool_lease_ttl_s: float = Field(30.0, gt=1.0, le=3600.0)
     # the injection classifier and the cache lookup run beside a pool's generation, the answer waiting for
     # both (app/pipeline/gates.py); providers never start before them. false: strictly one after another
     overlap_checks: bool = True

@@ -44,6 +44,7 @@ class Channel:
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     delivered: asyncio.Event = field(default_factory=asyncio.Event)
     lost: bool = False
+    request: asyncio.Future | None = None  # a lease's: the request that arrives over the socket with the ticket
 
     def put(self, chunk: Any) -> None:
         self.queue.put_nowait(("chunk", chunk))
@@ -80,8 +81,10 @@ class RelayServer:
         self._server = await asyncio.shield(self._starting)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def open(self) -> Channel:
+    def open(self, lease: bool = False) -> Channel:
         channel = Channel(secrets.token_hex(16))
+        if lease:
+            channel.request = asyncio.get_running_loop().create_future()
         self.channels[channel.ticket] = channel
         return channel
 
@@ -100,6 +103,13 @@ class RelayServer:
                     writer.write(_frame(("error", RelayBroken("unknown or expired relay ticket"))))
                     await writer.drain()
                     continue
+                if channel.request is not None:  # a lease: its request frame follows the ticket
+                    _, payload = await _read_frame(reader)
+                    if channel.request.done():
+                        writer.write(_frame(("error", RelayBroken("relay lease already taken"))))
+                        await writer.drain()
+                        continue
+                    channel.request.set_result(payload)
                 await self._pump(channel, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -129,6 +139,52 @@ class RelayServer:
             self._server = self._starting = None
 
 
+class _Feed:
+    """Chunks into a channel from a task of their own, started at once (the engine request begins now)."""
+
+    def __init__(self, channel: Channel, chunks: AsyncIterator[Any]) -> None:
+        self.channel, self.chunks, self.last = channel, chunks, None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for chunk in self.chunks:
+                if self.channel.lost:
+                    return
+                self.last = chunk
+                self.channel.put(chunk)
+            self.channel.end()
+        except Exception as exc:
+            self.channel.fail(exc)
+
+    async def finish(self, delivery_timeout_s: float, on_last: Any) -> None:
+        """Until the engine ended and its frames were written (or the reader left, or the timeout passed)."""
+        await self.task
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.channel.delivered.wait(), delivery_timeout_s)
+        if on_last is not None and self.last is not None:
+            on_last(self.last)
+
+    async def close(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def deliver(server: RelayServer, channel: Channel, chunks: AsyncIterator[Any], delivery_timeout_s: float,
+                  on_last: Any = None) -> None:
+    """Feed ``chunks`` into ``channel`` until they were delivered; leaving early closes them (engine abort)."""
+    feed = _Feed(channel, chunks)
+    try:
+        await feed.finish(delivery_timeout_s, on_last)
+    finally:
+        await feed.close()
+
+
 async def relay_chunks(server: RelayServer, chunks: AsyncIterator[Any], delivery_timeout_s: float = 60.0,
                        on_last: Any = None) -> AsyncIterator[RelayTicket]:
     """Replica side of one request: start feeding ``chunks`` into a channel, yield its ticket, end when done.
@@ -140,37 +196,13 @@ async def relay_chunks(server: RelayServer, chunks: AsyncIterator[Any], delivery
     """
     await server.start()
     channel = server.open()
-    last = None
-
-    async def feed() -> None:
-        nonlocal last
-        try:
-            async for chunk in chunks:
-                if channel.lost:
-                    return
-                last = chunk
-                channel.put(chunk)
-            channel.end()
-        except Exception as exc:
-            channel.fail(exc)
-
-    feeder = asyncio.ensure_future(feed())
+    feed = _Feed(channel, chunks)
     try:
         yield server.ticket(channel)
-        await feeder
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(channel.delivered.wait(), delivery_timeout_s)
-        if on_last is not None and last is not None:
-            on_last(last)
+        await feed.finish(delivery_timeout_s, on_last)
     finally:
-        if not feeder.done():
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeder
+        await feed.close()
         server.close(channel)
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 class RelayConnections:
@@ -205,11 +237,13 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
 class RelayStream:
     """Async iterator of chunks for one request; ``cancel()`` aborts it (the Serve call and the socket)."""
 
-    def __init__(self, serve_stream: Any, connections: RelayConnections) -> None:
-        self.serve_stream = serve_stream  # yields one RelayTicket, then ends when the replica is done
+    def __init__(self, serve_stream: Any, connections: RelayConnections, ticket: RelayTicket | None = None,
+                 payload: bytes = b"") -> None:
+        self.serve_stream = serve_stream  # yields one RelayTicket (unless ``ticket`` came ahead: a lease), then ends
         self.connections = connections
         self._conn = None
-        self._ticket: RelayTicket | None = None
+        self._ticket = ticket
+        self._payload = payload  # a lease's request frame, written right after the ticket
         self._end: asyncio.Future | None = None
         self._done = False
 
@@ -217,14 +251,15 @@ class RelayStream:
         return self
 
     async def _connect(self) -> None:
-        self._ticket = await anext(self.serve_stream)
+        if self._ticket is None:
+            self._ticket = await anext(self.serve_stream)
         self._end = asyncio.ensure_future(self._drain_serve())
         self._end.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
         t = self._ticket
         for fresh in (False, True):  # a pooled connection the replica closed meanwhile: one fresh retry
             try:
                 self._conn = await self.connections.acquire(t.host, t.port, fresh=fresh)
-                self._conn[1].write(t.ticket.encode() + b"\n")
+                self._conn[1].write(t.ticket.encode() + b"\n" + self._payload)
                 first = await _read_frame(self._conn[0])
                 self._pending = first
                 return

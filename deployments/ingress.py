@@ -73,7 +73,9 @@ class Ingress:
         self.pipeline = build_pipeline(
             self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
             pools=DispatchBoundedPools(pools, relay=self.config.ingress.stream_relay,
-                                       dispatch_timeout_s=self.config.fallback.pool_dispatch_timeout_s),
+                                       dispatch_timeout_s=self.config.fallback.pool_dispatch_timeout_s,
+                                       leases=self.config.ingress.pool_leases,
+                                       lease_ttl_s=self.config.ingress.pool_lease_ttl_s),
             providers=ProviderHandle(fallback) if fallback is not None else None,
             breakers=self.breakers, request_log=request_log, services=self.services,
         )

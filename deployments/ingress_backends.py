@@ -11,6 +11,7 @@ from app.caching.keys import CacheQuery
 from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability.tracing import inject_context, set_attributes, start_span
+from app.relay_lease import LeasedStream, PoolLeases
 from app.route_decision import RouteDecision
 from app.routing.analyzer import RouteAnalyzer
 from app.stream_relay import RelayConnections, RelayStream
@@ -76,15 +77,25 @@ class CacheHandle:
 
 
 class PoolHandles:
-    """Streams go over the pools' relay sockets (``ingress.stream_relay``, default) or as handle items."""
+    """Streams go over the pools' relay sockets (``ingress.stream_relay``, default) or as handle items; with
+    ``leases`` > 0 a stream takes a Serve call booked ahead (``app.relay_lease``) when one is ready."""
 
-    def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True) -> None:
+    def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True, leases: int = 0,
+                 lease_ttl_s: float = 30.0) -> None:
         self.handles = handles
         self.relay = RelayConnections() if relay else None
+        self.leases = PoolLeases(self._open_lease, leases, lease_ttl_s) if relay and leases > 0 else None
+
+    def _open_lease(self, pool: str, ttl_s: float):
+        return self.handles[pool].options(stream=True).lease.remote(ttl_s)
 
     def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         handle = self.handles[pool].options(stream=True)
         if self.relay is not None:
+            lease = self.leases.take(pool) if self.leases is not None else None
+            set_attributes(**{"llmgw.pool.leased": lease is not None})
+            if lease is not None:
+                return LeasedStream(lease, (req, inject_context()), self.relay)
             return RelayStream(handle.relay.remote(req, inject_context()), self.relay)
         return handle.stream.remote(req, inject_context())
 

@@ -18,6 +18,7 @@ from app.generation import GenerationChunk, GenerationRequest
 from app.observability import metrics
 from app.observability.settings import TracingConfig
 from app.observability.tracing import set_attributes, setup_tracing, start_span
+from app.relay_lease import lease_chunks
 from app.stream_relay import RelayServer, RelayTicket, relay_chunks
 
 RELAY_DELIVERY_TIMEOUT_S = 60.0  # an ingress that never reads its ticket does not hold the replica longer
@@ -32,6 +33,7 @@ class ModelPool:
         setup_tracing(TracingConfig.model_validate(tracing or {}))
         self.engine = create_engine(self.config)
         self.relay_server = RelayServer(ray.util.get_node_ip_address())
+        self.leased = 0  # streams that came in on a lease (app/relay_lease.py)
 
     async def stream(self, req: GenerationRequest, carrier: dict[str, str] | None = None
                      ) -> AsyncIterator[GenerationChunk]:
@@ -55,6 +57,27 @@ class ModelPool:
                                              set_attributes(span, prompt_tokens=c.prompt_tokens,
                                                             completion_tokens=c.completion_tokens)):
                 yield ticket
+
+    async def lease(self, ttl_s: float = 30.0) -> AsyncIterator[RelayTicket]:
+        """``relay`` booked ahead (``app.relay_lease``): yields a ticket at once, then runs the request the ingress
+        sends under it over the relay socket; ends unused after ``ttl_s``."""
+        async for ticket in lease_chunks(self.relay_server, self._leased, ttl_s, RELAY_DELIVERY_TIMEOUT_S):
+            yield ticket
+
+    async def _leased(self, payload: Any) -> AsyncIterator[GenerationChunk]:
+        req, carrier = payload if isinstance(payload, tuple) and len(payload) == 2 else (None, None)
+        if not isinstance(req, GenerationRequest):
+            raise TypeError("a pool lease carries a GenerationRequest")
+        self.leased += 1
+        attrs = {"route": self.config.name, "llmgw.pool.leased": True}
+        with start_span("pool.stream", carrier=carrier, attributes=attrs) as span, \
+                self._in_flight():
+            last = None
+            async for chunk in coalesce(self.engine.stream(req), self.config.stream_window_ms / 1000):
+                last = chunk
+                yield chunk
+            if last is not None:
+                set_attributes(span, prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
 
     async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
         with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \
@@ -95,7 +118,7 @@ class ModelPool:
             metrics.POOL_QUEUE.labels(self.config.name).set(self.engine.stats().get("running", 0))
 
     async def stats(self) -> dict[str, Any]:
-        return {"pool": self.config.name, "model": self.engine.model_name, **self.engine.stats()}
+        return {"pool": self.config.name, "model": self.engine.model_name, "leased": self.leased, **self.engine.stats()}
 
     async def check_health(self) -> None:
         await self.engine.check_health()
