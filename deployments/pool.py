@@ -37,8 +37,13 @@ class ModelPool:
 
     async def stream(self, req: GenerationRequest, carrier: dict[str, str] | None = None
                      ) -> AsyncIterator[GenerationChunk]:
-        with start_span("pool.stream", carrier=carrier, attributes={"route": self.config.name}) as span, \
-                self._in_flight():
+        async for chunk in self._traced(req, carrier, {"route": self.config.name}):
+            yield chunk
+
+    async def _traced(self, req: GenerationRequest, carrier: dict[str, str] | None, attributes: dict[str, Any]
+                      ) -> AsyncIterator[GenerationChunk]:
+        """The engine's chunks in stream windows, inside a ``pool.stream`` span and the in-flight gauges."""
+        with start_span("pool.stream", carrier=carrier, attributes=attributes) as span, self._in_flight():
             last = None
             async for chunk in coalesce(self.engine.stream(req), self.config.stream_window_ms / 1000):
                 last = chunk
@@ -69,15 +74,8 @@ class ModelPool:
         if not isinstance(req, GenerationRequest):
             raise TypeError("a pool lease carries a GenerationRequest")
         self.leased += 1
-        attrs = {"route": self.config.name, "llmgw.pool.leased": True}
-        with start_span("pool.stream", carrier=carrier, attributes=attrs) as span, \
-                self._in_flight():
-            last = None
-            async for chunk in coalesce(self.engine.stream(req), self.config.stream_window_ms / 1000):
-                last = chunk
-                yield chunk
-            if last is not None:
-                set_attributes(span, prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
+        async for chunk in self._traced(req, carrier, {"route": self.config.name, "llmgw.pool.leased": True}):
+            yield chunk
 
     async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
         with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \

@@ -50,6 +50,7 @@ def test_served_requests_overtake_queued_shadows_on_priority_scheduling() -> Non
         loop.run_until_complete(main())
     finally:
         engine.shutdown()
+        loop.run_until_complete(asyncio.sleep(0.2))  # vLLM's socket-closing callback (else zmq term() can hang)
         loop.close()
     order = sorted(done, key=done.get)
     assert order.index("served") <= 1, order  # after at most the shadow already running, before the queued ones

@@ -43,6 +43,9 @@ def engine():
     eng.loop = asyncio.new_event_loop()  # one loop of its own for the engine's whole life (other tests close theirs)
     yield eng
     eng.shutdown()
+    # vLLM closes its zmq sockets by a callback on this loop: run it, or a later GC of the context blocks
+    # forever in zmq's term() (seen: the whole session hung in schemathesis)
+    eng.loop.run_until_complete(asyncio.sleep(0.2))
     eng.loop.close()
 
 
