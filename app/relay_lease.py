@@ -113,8 +113,7 @@ class PoolLeases:
         except Exception as exc:  # a pool with no replica or a dying one: the next stream goes the plain way
             self.counts["failed"] += 1
             logger.debug("pool lease for %s failed: %s", pool, type(exc).__name__)
-            if stream is not None:
-                self._drop(Lease(stream, None, 0.0))  # type: ignore[arg-type]
+            _cancel(stream)
         finally:
             self._opening[pool] -= 1
 
@@ -130,10 +129,7 @@ class PoolLeases:
 
     @staticmethod
     def _drop(lease: Lease) -> None:
-        cancel = getattr(lease.serve_stream, "cancel", None)
-        if cancel is not None:
-            with contextlib.suppress(Exception):
-                cancel()
+        _cancel(lease.serve_stream)
 
     def ready(self, pool: str) -> int:
         return len(self._ready.get(pool, ()))
@@ -144,6 +140,15 @@ class PoolLeases:
                 self._drop(ready.popleft())
         for task in self._tasks:
             task.cancel()
+
+
+
+def _cancel(serve_stream: Any) -> None:
+    """End a Serve call that will not be used (a lease's, or one that failed before its ticket)."""
+    cancel = getattr(serve_stream, "cancel", None)
+    if cancel is not None:
+        with contextlib.suppress(Exception):
+            cancel()
 
 
 __all__ = ["Lease", "LeasedStream", "PoolLeases", "lease_chunks"]

@@ -19,7 +19,6 @@ def _leased() -> int:
 def _stream_text(client: httpx.Client, prompt: str) -> tuple[str, list[str]]:
     body = {"model": "small", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
             "temperature": 0, "stream": True, "cache": False}
-    lines = []
     with client.stream("POST", "/v1/chat/completions", json=body) as resp:
         assert resp.status_code == 200, resp.read()
         lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
