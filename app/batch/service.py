@@ -90,15 +90,16 @@ class BatchService:
         if meta.get("purpose") != "batch" or not meta.get("check"):
             raise InvalidRequestError(f"File {fid} was not uploaded with purpose 'batch'.", param="input_file_id")
         check = FileCheck.from_dict(json.loads(meta["check"]))
-        now = int(time.time())
+        now = time.time()  # the window runs from this instant (an int here cut up to 1 s off it)
         h = {"id": new_id("batch"), "tenant": tenant, "key_id": key_id or "", "endpoint": endpoint,
-             "input_file_id": fid, "completion_window": window, "status": "validating", "created_at": str(now),
-             "expires_at": str(now + seconds), "total": "0", "completed": "0", "failed": "0", "cost_usd": "0",
+             "input_file_id": fid, "completion_window": window, "status": "validating",
+             "created_at": str(int(now)), "expires_at": repr(now + seconds), "total": "0", "completed": "0",
+             "failed": "0", "cost_usd": "0",
              "metadata": json.dumps(metadata) if metadata else "", "webhook_url": webhook_url or "",
              "worst_usd": repr(check.worst_usd), "key_models": _models(models)}
         errors = check.batch_errors(endpoint)
         if errors:  # validating -> failed, naming the lines
-            h.update(status="failed", failed_at=str(now), errors=json.dumps(errors), total=str(check.lines))
+            h.update(status="failed", failed_at=str(int(now)), errors=json.dumps(errors), total=str(check.lines))
             await self.store.put_batch(h, start=False)
             return batch_object(h)
         h["reservation"] = await self.ledger.reserve(subjects_for(tenant, key_id), check.worst_usd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import ClassVar
 
@@ -240,7 +241,9 @@ async def test_cancel_stops_new_items_and_unstarted_lines_are_not_billed(env) ->
 async def test_expiry_keeps_partial_output_and_reports_the_rest(env) -> None:
     service, _, workers = env
     fid = await upload(service, [chat_line(i) for i in range(60)])
+    t0 = time.time()
     batch = await create(service, fid, window="1s")
+    assert float((await service.store.batch_any(batch["id"]))["expires_at"]) >= t0 + 1  # a whole second
     start(service, workers, Executor(delay=0.15), "w1")
     b = await wait_status(service, batch["id"], {"expired"}, timeout=10)
     assert b["expired_at"] and 0 < b["request_counts"]["completed"] < 60
