@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from app.guardrails.injection_features import FEATURE_SPEC, embed_input, ngram_counts, pattern_vector
+from app.guardrails.injection_features import FEATURE_SPEC, embed_input
+from app.guardrails.prescreen import Prescreen, SegmentFeatures
 from app.mlp import ArtifactUnavailable
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -75,19 +76,28 @@ class InjectionClassifier:
             raise InjectionModelUnavailable(f"cannot read injection artifact {target.name}: {exc}") from exc
         return cls(arrays, header)
 
-    def score_texts(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
-        """P(injection) of each text as a whole, given its MiniLM vector (n, 384)."""
+    def score_texts(self, texts: Sequence[str], embeddings: np.ndarray,
+                    features: Sequence[SegmentFeatures] | None = None) -> np.ndarray:
+        """P(injection) of each text as a whole, given its MiniLM vector (n, 384) (and its cheap features)."""
+        feats = features if features is not None else [SegmentFeatures.of(t) for t in texts]
         emb = np.asarray(embeddings, dtype=np.float32).reshape(len(texts), -1)
         logits = emb @ self.w_emb + self.bias
-        for i, text in enumerate(texts):
-            idx, val = ngram_counts(text)
-            logits[i] += float(val @ self.w_ngram[idx]) + float(pattern_vector(text) @ self.w_pat)
+        for i, f in enumerate(feats):
+            logits[i] += f.logit(self.w_ngram, self.w_pat)
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
 
-    def score_prompt(self, text: str, embed: Callable[[list[str]], np.ndarray]) -> float:
-        """Max P(injection) over the text and its sentences; ``embed`` maps texts -> (n, 384) vectors."""
+    def score_prompt(self, text: str, embed: Callable[[list[str]], np.ndarray],
+                     prescreen: Prescreen | None = None) -> tuple[float, bool]:
+        """(max P(injection) over the text and its sentences, cleared by the pre-screen?).
+
+        ``embed`` maps texts -> (n, 384) vectors; it is not called when ``prescreen`` clears the text, and the
+        score is then the pre-screen's own probability.
+        """
         parts = segments(text)
-        return float(self.score_texts(parts, embed([embed_input(p) for p in parts])).max())
+        feats = [SegmentFeatures.of(p) for p in parts]
+        if prescreen is not None and prescreen.clears(feats):
+            return prescreen.probability(feats), True
+        return float(self.score_texts(parts, embed([embed_input(p) for p in parts]), feats).max()), False
 
 
 def save_artifact(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:

@@ -89,7 +89,8 @@ class InputGuard:
             return None
         assert self.detector is not None
         texts = self.scanned_texts(messages)
-        score = max((self.detector.score(t) for t in texts), default=0.0)
+        screen = self.config.injection.prescreen and self.threshold >= self.detector.threshold
+        score = max((self.detector.score(t, prescreen=screen) for t in texts), default=0.0)
         if score < self.threshold:
             return None
         return GuardDecision("input", "injection.classifier", self.config.injection.action, "prompt_injection",

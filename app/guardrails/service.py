@@ -28,7 +28,7 @@ class _Unavailable:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
 
-    def score(self, text: str) -> float:
+    def score(self, text: str, prescreen: bool = True) -> float:
         raise self.exc
 
 

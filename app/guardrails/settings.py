@@ -30,6 +30,9 @@ class InjectionConfig(_Strict):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # None -> the artifact's (chosen on validation)
     patterns: bool = True  # the regex rule (app/guardrails/patterns.py), same action
     artifact: str | None = None  # None -> app/guardrails/artifacts/injection-v1.npz
+    # the n-gram pre-screen clears plainly benign text without the MiniLM pass (docs/guardrails.md); it is
+    # used only at the artifact's threshold or above (a lower tenant threshold always embeds)
+    prescreen: bool = True
     roles: list[str] = Field(default_factory=lambda: ["user", "tool"])  # message roles scanned
     scan_last_messages: int = Field(default=8, ge=1)  # the most recent messages of those roles
     timeout_s: float = Field(default=1.0, gt=0)

@@ -7,7 +7,8 @@ Quality uses the committed artifact on the S-Labs test split (and neuralchemy's 
 and each sentence, maximum). Suffix flips: held-out injections detected alone, re-scored with each
 harmless suffix of EVAL_SUFFIXES appended (never used in training). Latency: the input check with the
 classifier (MiniLM embedding + numpy), unary output redaction, streaming redaction per chunk and the
-text held back before the first emitted character (the TTFT cost).
+text held back before the first emitted character (the TTFT cost). Pre-screen: CPU per input check on
+held-out prompts with the n-gram pre-screen off and on, side by side.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def latency(n: int) -> dict:
     from app.guardrails.output import OutputGuard
     from app.guardrails.settings import GuardrailsConfig
 
-    config = GuardrailsConfig.model_validate({"input": {"injection": {"action": "flag"}}})
+    config = GuardrailsConfig.model_validate({"input": {"injection": {"action": "flag", "prescreen": False}}})
     detector = InjectionDetector.load()
     guard = InputGuard(config, detector)
     rules_only = InputGuard(GuardrailsConfig.model_validate({"input": {"injection": {"enabled": True}}}), None)
@@ -169,6 +170,39 @@ def latency(n: int) -> dict:
     }
 
 
+def prescreen_cpu(n: int) -> dict:
+    """CPU per input check on held-out benign and injection prompts (S-Labs test), pre-screen off vs on,
+    alternating per prompt; the mean is what a replica pays per request."""
+    from app.guardrails.detector import InjectionDetector
+    from app.guardrails.input import InputGuard
+    from app.guardrails.settings import GuardrailsConfig
+    from app.guardrails.training.data import load_splits
+
+    detector = InjectionDetector.load()
+    guards = {on: InputGuard(GuardrailsConfig.model_validate(
+        {"input": {"injection": {"action": "flag", "patterns": False, "prescreen": on}}}), detector)
+        for on in (False, True)}
+    test = load_splits()["test"]
+    out: dict = {}
+    for label, want in (("benign", 0), ("injection", 1)):
+        texts = [t for t, y in zip(test.texts, test.labels, strict=True) if y == want][:n]
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        flagged = {False: 0, True: 0}
+        before = dict(detector.counts)
+        for i, text in enumerate(texts):
+            for on in ((False, True) if i % 2 == 0 else (True, False)):
+                c0 = time.process_time()
+                found = guards[on].check([{"role": "user", "content": text}], prompt_tokens=30)
+                cpu[on].append(time.process_time() - c0)
+                flagged[on] += bool(found)
+        cleared = detector.counts["cleared"] - before["cleared"]
+        out[label] = {"prompts": len(texts), "cleared": cleared,
+                      "cpu_ms_mean_exact": 1000 * statistics.fmean(cpu[False]),
+                      "cpu_ms_mean_prescreen": 1000 * statistics.fmean(cpu[True]),
+                      "flagged_exact": flagged[False], "flagged_prescreen": flagged[True]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-n", type=int, default=300)
@@ -183,6 +217,8 @@ def main() -> None:
     if not args.skip_quality:
         figures["quality"] = quality(InjectionClassifier.load(), newline=args.newline)
         print(json.dumps(figures["quality"], indent=1), flush=True)
+    figures["prescreen"] = prescreen_cpu(args.latency_n)
+    print(json.dumps(figures["prescreen"], indent=1, default=lambda v: round(v, 3)), flush=True)
     figures["latency"] = latency(args.latency_n)
     print(json.dumps(figures["latency"], indent=1, default=lambda v: round(v, 3)))
     if args.json:

@@ -41,7 +41,7 @@ class FakeScorer:
         self._score, self._exc, self._delay = score, exc, delay
         self.calls = 0
 
-    def score(self, text: str) -> float:
+    def score(self, text: str, prescreen: bool = True) -> float:
         self.calls += 1
         if self._delay:
             time.sleep(self._delay)

@@ -33,7 +33,7 @@ class SlowDetector:
         self.threshold, self._score, self.delay = 0.5, score, delay
         self.finished_at: float | None = None
 
-    def score(self, text: str) -> float:
+    def score(self, text: str, prescreen: bool = True) -> float:
         time.sleep(self.delay)
         self.finished_at = time.perf_counter()
         return self._score

@@ -1,0 +1,93 @@
+"""The injection pre-screen: a cheap model (n-grams + pattern hits, no embedding) that clears plainly benign text.
+
+The full classifier needs a MiniLM pass of every segment (11-15 ms of CPU on the hot path). The pre-screen
+scores the same hashed n-grams and pattern hits the full classifier computes anyway, with weights of its own
+(``app.guardrails.training.train_prescreen``); a text whose every segment scores below the pre-screen's
+threshold is cleared without the embedding. The threshold is chosen on validation so that at most a fixed,
+small share of the injections the full classifier detects is cleared (the artifact's metadata holds it and
+the held-out figures); ``guardrails.input.injection.prescreen: false`` gives the exact path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.guardrails.injection_features import FEATURE_SPEC, ngram_counts, pattern_vector
+from app.mlp import ArtifactUnavailable
+
+DEFAULT_PRESCREEN = Path(__file__).resolve().parent / "artifacts" / "injection-prescreen-v1.npz"
+_ARRAYS = ("ngram_weight", "pattern_weight", "bias")
+
+
+@dataclass(frozen=True)
+class SegmentFeatures:
+    """One segment's cheap features, computed once and shared by the pre-screen and the full classifier."""
+
+    ngram_idx: np.ndarray
+    ngram_val: np.ndarray
+    patterns: np.ndarray
+
+    @classmethod
+    def of(cls, text: str) -> SegmentFeatures:
+        idx, val = ngram_counts(text)
+        return cls(idx, val, pattern_vector(text))
+
+    def logit(self, w_ngram: np.ndarray, w_pat: np.ndarray) -> float:
+        return float(self.ngram_val @ w_ngram[self.ngram_idx]) + float(self.patterns @ w_pat)
+
+
+class Prescreen:
+    """``clears(features)``: True when every segment's pre-screen logit is below ``threshold`` (a logit)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+        try:
+            self.version: str = header["version"]
+            self.threshold: float = float(header["threshold"])
+            self.metadata: dict[str, Any] = header.get("metadata", {})
+            self.w_ngram = np.asarray(arrays["ngram_weight"], dtype=np.float32)
+            self.w_pat = np.asarray(arrays["pattern_weight"], dtype=np.float32)
+            self.bias = float(np.asarray(arrays["bias"]).reshape(-1)[0])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ArtifactUnavailable(f"pre-screen artifact is malformed: {exc}") from exc
+        if header.get("features") != FEATURE_SPEC:
+            raise ArtifactUnavailable("pre-screen artifact was trained with other features; retrain it")
+        if self.w_ngram.shape[0] != FEATURE_SPEC["ngram_dim"] or self.w_pat.shape[0] != len(FEATURE_SPEC["patterns"]):
+            raise ArtifactUnavailable("pre-screen weight shapes do not match the features")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Prescreen:
+        target = Path(path) if path else DEFAULT_PRESCREEN
+        try:
+            with np.load(target, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {k: data[k] for k in _ARRAYS}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ArtifactUnavailable(f"cannot read pre-screen artifact {target.name}: {exc}") from exc
+        return cls(arrays, header)
+
+    @property
+    def probability_at_threshold(self) -> float:
+        """The highest score a cleared text can get (must stay below the classifier's threshold)."""
+        return float(1.0 / (1.0 + np.exp(-self.threshold)))
+
+    def logits(self, features: list[SegmentFeatures]) -> np.ndarray:
+        return np.asarray([f.logit(self.w_ngram, self.w_pat) + self.bias for f in features], dtype=np.float64)
+
+    def clears(self, features: list[SegmentFeatures]) -> bool:
+        return bool(features) and float(self.logits(features).max()) < self.threshold
+
+    def probability(self, features: list[SegmentFeatures]) -> float:
+        """The pre-screen's own P(injection) (the max over segments): the score of a cleared text."""
+        top = float(self.logits(features).max()) if features else -60.0
+        return float(1.0 / (1.0 + np.exp(-np.clip(top, -60.0, 60.0))))
+
+
+def save_prescreen(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, header=np.asarray(json.dumps(header, sort_keys=True)),
+                        **{k: np.asarray(arrays[k], dtype=np.float32) for k in _ARRAYS})
