@@ -9,7 +9,6 @@ sentence appended to an injection cannot dilute it.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.guardrails.injection_features import FEATURE_SPEC, embed_input
+from app.guardrails.npz_artifact import read_npz, write_npz
 from app.guardrails.prescreen import Prescreen, SegmentFeatures
 from app.mlp import ArtifactUnavailable
 
@@ -67,13 +67,8 @@ class InjectionClassifier:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> InjectionClassifier:
-        target = Path(path) if path else DEFAULT_ARTIFACT
-        try:
-            with np.load(target, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = {k: data[k] for k in _ARRAYS}
-        except (OSError, KeyError, ValueError) as exc:
-            raise InjectionModelUnavailable(f"cannot read injection artifact {target.name}: {exc}") from exc
+        header, arrays = read_npz(Path(path) if path else DEFAULT_ARTIFACT, _ARRAYS, "injection",
+                                  InjectionModelUnavailable)
         return cls(arrays, header)
 
     def score_texts(self, texts: Sequence[str], embeddings: np.ndarray,
@@ -101,6 +96,4 @@ class InjectionClassifier:
 
 
 def save_artifact(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, header=np.asarray(json.dumps(header, sort_keys=True)),
-                        **{k: np.asarray(arrays[k], dtype=np.float32) for k in _ARRAYS})
+    write_npz(path, _ARRAYS, arrays, header)

@@ -10,7 +10,6 @@ the held-out figures); ``guardrails.input.injection.prescreen: false`` gives the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.guardrails.injection_features import FEATURE_SPEC, ngram_counts, pattern_vector
+from app.guardrails.npz_artifact import read_npz, write_npz
 from app.mlp import ArtifactUnavailable
 
 DEFAULT_PRESCREEN = Path(__file__).resolve().parent / "artifacts" / "injection-prescreen-v1.npz"
@@ -61,13 +61,7 @@ class Prescreen:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Prescreen:
-        target = Path(path) if path else DEFAULT_PRESCREEN
-        try:
-            with np.load(target, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = {k: data[k] for k in _ARRAYS}
-        except (OSError, KeyError, ValueError) as exc:
-            raise ArtifactUnavailable(f"cannot read pre-screen artifact {target.name}: {exc}") from exc
+        header, arrays = read_npz(Path(path) if path else DEFAULT_PRESCREEN, _ARRAYS, "pre-screen")
         return cls(arrays, header)
 
     @property
@@ -88,6 +82,4 @@ class Prescreen:
 
 
 def save_prescreen(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, header=np.asarray(json.dumps(header, sort_keys=True)),
-                        **{k: np.asarray(arrays[k], dtype=np.float32) for k in _ARRAYS})
+    write_npz(path, _ARRAYS, arrays, header)
