@@ -37,9 +37,13 @@ class InjectionDetector:
         self.classifier = classifier or InjectionClassifier.load()
         self._embed = embed
         self.threshold = self.classifier.threshold if threshold is None else float(threshold)
-        self.prescreen = prescreen
+        if prescreen is not None and prescreen.classifier != self.classifier.version:
+            log.warning("injection pre-screen was chosen for classifier %s, not %s; every text is embedded",
+                        prescreen.classifier, self.classifier.version)
+            prescreen = None
         if prescreen is not None and prescreen.probability_at_threshold >= self.threshold:
             raise ValueError("the pre-screen clears texts up to a probability the classifier would flag")
+        self.prescreen = prescreen
         self.counts = {"cleared": 0, "embedded": 0}
 
     @classmethod

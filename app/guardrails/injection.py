@@ -90,8 +90,9 @@ class InjectionClassifier:
         """
         parts = segments(text)
         feats = [SegmentFeatures.of(p) for p in parts]
-        if prescreen is not None and prescreen.clears(feats):
-            return prescreen.probability(feats), True
+        cleared = prescreen.cleared_score(feats) if prescreen is not None else None
+        if cleared is not None:
+            return cleared, True
         return float(self.score_texts(parts, embed([embed_input(p) for p in parts]), feats).max()), False
 
 

@@ -42,13 +42,14 @@ class SegmentFeatures:
 
 
 class Prescreen:
-    """``clears(features)``: True when every segment's pre-screen logit is below ``threshold`` (a logit)."""
+    """``cleared_score(features)``: a score when every segment's pre-screen logit is below ``threshold``."""
 
     def __init__(self, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
         try:
             self.version: str = header["version"]
             self.threshold: float = float(header["threshold"])
             self.metadata: dict[str, Any] = header.get("metadata", {})
+            self.classifier: str | None = header.get("classifier")  # the classifier version it was chosen for
             self.w_ngram = np.asarray(arrays["ngram_weight"], dtype=np.float32)
             self.w_pat = np.asarray(arrays["pattern_weight"], dtype=np.float32)
             self.bias = float(np.asarray(arrays["bias"]).reshape(-1)[0])
@@ -72,13 +73,12 @@ class Prescreen:
     def logits(self, features: list[SegmentFeatures]) -> np.ndarray:
         return np.asarray([f.logit(self.w_ngram, self.w_pat) + self.bias for f in features], dtype=np.float64)
 
-    def clears(self, features: list[SegmentFeatures]) -> bool:
-        return bool(features) and float(self.logits(features).max()) < self.threshold
-
-    def probability(self, features: list[SegmentFeatures]) -> float:
-        """The pre-screen's own P(injection) (the max over segments): the score of a cleared text."""
-        top = float(self.logits(features).max()) if features else -60.0
-        return float(1.0 / (1.0 + np.exp(-np.clip(top, -60.0, 60.0))))
+    def cleared_score(self, features: list[SegmentFeatures]) -> float | None:
+        """The pre-screen's own P(injection) (max over segments) if it clears the text, else None."""
+        if not features:
+            return None
+        top = float(self.logits(features).max())
+        return float(1.0 / (1.0 + np.exp(-max(top, -60.0)))) if top < self.threshold else None
 
 
 def save_prescreen(path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
