@@ -9,8 +9,10 @@ upstream and the gateway back to back (overhead = gateway percentile − direct 
 same RPS, the same method as ``suite.py``'s item 1), for the cache-miss path (``model: auto``) and
 the bypass path (``model: small``, ``cache: false``) and exact cache hits (``model: auto``, one primed
 prompt). Each row also gives the CPU milliseconds per request that each Serve process (proxy,
-replicas) used, read from ``/proc`` around the gateway run. ``--rounds 2`` alternates the trees twice so
-drift in the machine's load hits both. A tree may carry extra environment variables for its gateway
+replicas) used, read from ``/proc`` around the gateway run, and each tree's idle CPU (ms per second with
+no traffic, ``--idle-s``): background work that a low RPS spreads over few requests. ``--prompts questions``
+sends everyday questions instead of word salad. ``--rounds 2`` alternates the trees twice so drift in the
+machine's load hits both. A tree may carry extra environment variables for its gateway
 (``path+NAME=value``), e.g. to try Ray Serve flags. Writes ``.cache/bench/ab-<timestamp>.json``.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -87,8 +90,37 @@ def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], reques
     return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
 
 
-def measure(url: str, levels: list[float], duration: float, root: int) -> list[dict]:
+def idle_cpu_ms_per_s(root: int, seconds: float) -> dict[str, float]:
+    """CPU ms per second each Serve process uses with no traffic (control loops, metrics pushes, health checks):
+    at 10 RPS, every 10 ms/s of it reads as 1 ms per request in the rows."""
+    before = serve_cpu_seconds(root)
+    time.sleep(seconds)
+    after = serve_cpu_seconds(root)
+    per = {k: round((after[k] - before[k]) * 1000 / seconds, 2) for k in after if k in before}
+    return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
+
+
+QUESTIONS = ROOT.parent / "shared/data/cache/qqp_pairs_dev.jsonl"
+
+
+def question_prompts() -> list[str]:
+    """Everyday questions (the first side of each QQP pair, deduplicated, in a fixed shuffle): unique prompts that
+    read like traffic, unlike the word salad + hex id of ``unique_prompt``, which no text pre-screen clears."""
+    if not QUESTIONS.is_file():
+        raise SystemExit(f"--prompts questions reads {QUESTIONS} (../shared/data); it is not there")
+    seen: dict[str, None] = {}
+    for line in QUESTIONS.read_text().splitlines():
+        seen.setdefault(json.loads(line)["a"].strip(), None)
+    out = list(seen)
+    random.Random(0).shuffle(out)
+    return out
+
+
+def measure(url: str, levels: list[float], duration: float, root: int, pool: list[str] | None = None) -> list[dict]:
+    """Every path at every level; with ``pool`` each row takes its own slice of it as prompts (so a miss stays a
+    miss and every tree is sent the same texts), else unique word-salad prompts."""
     rows = []
+    taken = 0
     for rps in levels:
         hit_prompt = f"What is the capital of France? Answer in one word. ({rps:g} rps)"
         load(url, 1, 1, model="auto", prompts=[hit_prompt], warmup=0)  # prime: the "hit" rows are exact hits
@@ -97,6 +129,12 @@ def measure(url: str, levels: list[float], duration: float, root: int) -> list[d
                  ("stream", {"model": "small", "stream": True, "extra_body": {"cache": False}}))
         for label, kw in paths:
             direct = load(ECHO_URL, rps, duration)
+            if pool is not None and "prompts" not in kw:
+                n = int(rps * duration)
+                kw = {**kw, "prompts": pool[taken : taken + n]}
+                taken += n
+                if len(kw["prompts"]) < n:
+                    raise SystemExit(f"--prompts questions: {len(pool)} questions are too few for this run")
             before = serve_cpu_seconds(root)
             target = load(url, rps, duration, warmup=0, **kw)
             cpu = cpu_ms_per_request(before, serve_cpu_seconds(root), target["sent"])
@@ -119,13 +157,19 @@ def main() -> None:
     parser.add_argument("--rps", default="10,30,50")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--prompts", choices=("salad", "questions"), default="salad",
+                        help="salad: random words + hex id (the baseline's figures); questions: everyday questions "
+                        "from ../shared/data (QQP), which the injection pre-screen mostly clears")
+    parser.add_argument("--idle-s", type=float, default=10, help="seconds of no traffic to read idle CPU over")
     parser.add_argument("--litellm", action="store_true", help="also LiteLLM (suite item 2) at the same levels")
     parser.add_argument("--gateway-config", type=Path, default=ROOT / "loadtests/bench/echo_gateway.yaml")
     args = parser.parse_args()
     trees = [parse_tree(t) for t in args.trees.split(",")]
+    pool = question_prompts() if args.prompts == "questions" else None
     levels = [float(x) for x in args.rps.split(",")]
     (ROOT / ".cache/bench").mkdir(parents=True, exist_ok=True)
-    results: dict = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_avg_start": os.getloadavg(),
+    results: dict = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "prompts": args.prompts,
+                     "load_avg_start": os.getloadavg(),
                      "duration_s": duration if (duration := args.duration) else None, "runs": []}
     echo = echo_server.start(8201)
     try:
@@ -143,11 +187,15 @@ def main() -> None:
                 gw = start_tree_gateway(tree, args.gateway_config, 300, extra_env)
                 try:
                     load(f"http://127.0.0.1:{GATEWAY_PORT}", 5, 2, model="auto")  # warm every hop
-                    rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration, gw.pid)
+                    time.sleep(2)
+                    idle = idle_cpu_ms_per_s(gw.pid, args.idle_s)
+                    print(f"    idle CPU ms/s: {idle}", flush=True)
+                    rows = measure(f"http://127.0.0.1:{GATEWAY_PORT}", levels, args.duration, gw.pid, pool)
                 finally:
                     stop(gw)
                 results["runs"].append({"round": rnd + 1, "tree": str(tree), "commit": commit, "dirty": dirty,
-                                        "env": extra_env, "load_avg": os.getloadavg(), "rows": rows})
+                                        "env": extra_env, "load_avg": os.getloadavg(), "idle_cpu_ms_per_s": idle,
+                                        "rows": rows})
     finally:
         stop(echo, 10)
     out = ROOT / f".cache/bench/ab-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -8,7 +8,8 @@ from app.serve_env import SERVE_ENV, apply_serve_env
 def test_defaults_fill_only_what_is_unset():
     env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
     got = apply_serve_env(env)
-    assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "0",
+                   "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
 
 
