@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind
 
 from app.observability.settings import TracingConfig
@@ -58,7 +58,7 @@ ATTRS = {
 }
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"cfg": None, "provider": None, "memory": None, "file": None}
+_state: dict[str, Any] = {"cfg": None, "provider": None, "memory": None, "file": None, "tracer": None}
 
 
 def _exporter(cfg: TracingConfig) -> SpanExporter | None:
@@ -88,11 +88,14 @@ def setup_tracing(cfg: TracingConfig | None = None) -> TracerProvider:
             return _state["provider"]
         if _state["provider"] is not None:
             _state["provider"].shutdown()
+        exporter = _exporter(cfg)
+        # Nothing exports: a new trace is not recorded (its spans are non-recording but keep valid ids, so the
+        # trace id header and the request log still carry one), unless a caller's traceparent says sampled.
+        root = TraceIdRatioBased(cfg.sample_ratio) if exporter is not None or span_file else ALWAYS_OFF
         provider = TracerProvider(
             resource=Resource.create({"service.name": cfg.service_name, "process.pid": os.getpid()}),
-            sampler=ParentBased(TraceIdRatioBased(cfg.sample_ratio)),
+            sampler=ParentBased(root),
         )
-        exporter = _exporter(cfg)
         if exporter is not None:
             # Remote exporters batch in a background thread; local ones write synchronously (ordered, testable).
             processor = BatchSpanProcessor if cfg.exporter == "otlp" else SimpleSpanProcessor
@@ -101,7 +104,7 @@ def setup_tracing(cfg: TracingConfig | None = None) -> TracerProvider:
         if span_file and cfg.exporter != "file":
             file_exporter = JsonlSpanExporter(span_file)
             provider.add_span_processor(SimpleSpanProcessor(file_exporter))
-        _state.update(cfg=(cfg, span_file), provider=provider, file=file_exporter,
+        _state.update(cfg=(cfg, span_file), provider=provider, file=file_exporter, tracer=provider.get_tracer("llmgw"),
                       memory=exporter if isinstance(exporter, InMemorySpanExporter) else None)
         return provider
 
@@ -111,7 +114,7 @@ def shutdown_tracing() -> None:
     with _lock:
         if _state["provider"] is not None:
             _state["provider"].shutdown()
-        _state.update(cfg=None, provider=None, memory=None, file=None)
+        _state.update(cfg=None, provider=None, memory=None, file=None, tracer=None)
 
 
 def memory_exporter() -> InMemorySpanExporter | None:
@@ -119,9 +122,12 @@ def memory_exporter() -> InMemorySpanExporter | None:
     return _state["memory"]
 
 
+_NOOP = trace.NoOpTracer()
+
+
 def get_tracer() -> trace.Tracer:
-    provider = _state["provider"]
-    return provider.get_tracer("llmgw") if provider is not None else trace.NoOpTracer()
+    """This process's tracer (made once per provider: ``TracerProvider.get_tracer`` is not cheap per span)."""
+    return _state.get("tracer") or _NOOP
 
 
 def inject_context(context: Context | None = None) -> dict[str, str]:

@@ -176,3 +176,20 @@ def test_trace_crosses_a_real_process_via_span_file(tmp_path, monkeypatch) -> No
     assert {s["service"] for s in spans} == {"ingress", "pool"}
     pool_span = next(s for s in spans if s["name"] == "pool.generate")
     assert pool_span["attributes"] == {"gen_ai.request.model": "tiny-small"}
+
+
+def test_nothing_exported_means_nothing_recorded_but_ids_stay() -> None:
+    """With no exporter a new trace is not recorded (cheap non-recording spans) yet keeps a valid id for the
+    trace id header and the request log; a caller's sampled traceparent is still honoured and propagated."""
+    tracing.setup_tracing(TracingConfig(exporter="none"))
+    try:
+        with tracing.start_span("root") as span:
+            assert not span.is_recording()
+            assert len(tracing.trace_id_hex(span)) == 32
+            assert int(tracing.inject_context()["traceparent"][-2:], 16) & 1 == 0  # not sampled downstream either
+        with tracing.start_span("child", carrier={"traceparent": f"00-{TID}-{SID}-01"}) as span:
+            assert span.is_recording() and tracing.trace_id_hex(span) == TID
+            assert int(tracing.inject_context()["traceparent"][-2:], 16) & 1 == 1
+        assert tracing.get_tracer() is tracing.get_tracer()
+    finally:
+        tracing.shutdown_tracing()
