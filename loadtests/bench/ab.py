@@ -85,8 +85,9 @@ def serve_cpu_seconds(root: int) -> dict[str, float]:
     return out
 
 
-def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    per = {k: round((after[k] - before.get(k, 0.0)) * 1000 / max(1, requests), 2) for k in after if k in before}
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], units: float) -> dict[str, float]:
+    """CPU ms per unit (a request, a second) of each process between two readings, largest first, and their total."""
+    per = {k: round((after[k] - before[k]) * 1000 / max(1, units), 2) for k in after if k in before}
     return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
 
 
@@ -95,9 +96,7 @@ def idle_cpu_ms_per_s(root: int, seconds: float) -> dict[str, float]:
     at 10 RPS, every 10 ms/s of it reads as 1 ms per request in the rows."""
     before = serve_cpu_seconds(root)
     time.sleep(seconds)
-    after = serve_cpu_seconds(root)
-    per = {k: round((after[k] - before[k]) * 1000 / seconds, 2) for k in after if k in before}
-    return {**dict(sorted(per.items(), key=lambda kv: -kv[1])), "total": round(sum(per.values()), 2)}
+    return cpu_ms_per(before, serve_cpu_seconds(root), seconds)
 
 
 QUESTIONS = ROOT.parent / "shared/data/cache/qqp_pairs_dev.jsonl"
@@ -137,7 +136,7 @@ def measure(url: str, levels: list[float], duration: float, root: int, pool: lis
                     raise SystemExit(f"--prompts questions: {len(pool)} questions are too few for this run")
             before = serve_cpu_seconds(root)
             target = load(url, rps, duration, warmup=0, **kw)
-            cpu = cpu_ms_per_request(before, serve_cpu_seconds(root), target["sent"])
+            cpu = cpu_ms_per(before, serve_cpu_seconds(root), target["sent"])
             row = {"rps": rps, "path": label, "direct": direct, "gateway": target,
                    "overhead_p50_ms": round(target["p50_ms"] - direct["p50_ms"], 2),
                    "overhead_p99_ms": round(target["p99_ms"] - direct["p99_ms"], 2),
