@@ -129,6 +129,8 @@ class IngressConfig(_Strict):
     # ingress replica, each held at most pool_lease_ttl_s and renewed only while the pool had traffic; 0: off
     pool_leases: int = Field(1, ge=0, le=64)
     pool_lease_ttl_s: float = Field(30.0, gt=1.0, le=3600.0)
+    # cache lookups and stores over the cache replica's own socket (app/call_channel.py), not a handle call each
+    cache_channel: bool = True
     # the injection classifier and the cache lookup run beside a pool's generation, the answer waiting for
     # both (app/pipeline/gates.py); providers never start before them. false: strictly one after another
     overlap_checks: bool = True

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -35,12 +36,12 @@ class Embedder:
         self.dim = EMBEDDING_DIM
         self._model = None
         self._onnx = None
-        self.backend = backend or os.environ.get("LLMGW_EMBED_BACKEND", "onnx")
-        if self.backend == "onnx":
+        self.backend = backend or embed_backend()
+        if self.backend in ("onnx", "onnx-int8"):
             try:
                 from app.embedding_onnx import OnnxMiniLM
 
-                self._onnx = OnnxMiniLM.load(threads=embed_threads())
+                self._onnx = OnnxMiniLM.load(threads=embed_threads(), int8=self.backend == "onnx-int8")
             except Exception as exc:  # no onnxruntime, unwritable cache dir, ...: torch gives the same vectors
                 logging.getLogger(__name__).warning("ONNX embedding unavailable (%s); using torch", exc)
                 self.backend = "torch"
@@ -90,6 +91,17 @@ class EmbeddingMemo(LRUMemo[np.ndarray]):
     def put(self, key: str, value: np.ndarray) -> None:
         value.setflags(write=False)
         super().put(key, value)
+
+
+def embed_backend() -> str:
+    """``LLMGW_EMBED_BACKEND``: ``onnx`` (default), ``torch`` (the same vectors) or ``onnx-int8`` (other vectors)."""
+    return os.environ.get("LLMGW_EMBED_BACKEND", "onnx")
+
+
+def emb_cache_dir(root: str | Path) -> Path:
+    """Where offline tools cache vectors: ``.cache/emb`` for the full-precision vectors (onnx and torch give the
+    same), a folder of its own for int8 ones, so an evaluation never reads vectors of the other kind."""
+    return Path(root) / ".cache" / ("emb-int8" if embed_backend() == "onnx-int8" else "emb")
 
 
 def embed_threads() -> int:

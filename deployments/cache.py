@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import ray
 from ray import serve
 
 from app.caching.cache import ResponseCache
@@ -12,6 +13,7 @@ from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
 from app.caching.loader import load_verifier
 from app.caching.settings import CacheConfig
+from app.call_channel import ChannelEndpoint, ChannelServer
 from app.embedding import embed_threads
 from app.observability.settings import TracingConfig
 from app.observability.tracing import set_attributes, setup_tracing, start_span
@@ -31,6 +33,17 @@ class CacheDeployment:
                 verifier.warm_up()  # before the replica takes traffic: a cold first lookup would time out
         self.cache = ResponseCache(cfg, verifier=verifier)
         self._start_rebuild()
+        # the ingress's lookups and stores without a handle hop (app/call_channel.py): same methods, same spans
+        self.channel_server = ChannelServer({"lookup": self.lookup, "store": self.store,
+                                             "stale_lookup": self.stale_lookup}, ray.util.get_node_ip_address())
+
+    async def channel(self) -> ChannelEndpoint:
+        """Where this replica takes lookups and stores over its own socket (started on first ask)."""
+        return await self.channel_server.endpoint()
+
+    async def channel_served(self) -> int:
+        """Calls this replica answered over its channel (tests, diagnostics)."""
+        return self.channel_server.served
 
     def _start_rebuild(self) -> None:
         """Rebuild from Redis in the background: every call below answers at once meanwhile (lookups

@@ -70,8 +70,9 @@ class Ingress:
         self.policy = self.services.policy
         if shadow is not None and self.services.prompts is not None:
             forward_to_worker(self.services.prompts, shadow)  # else build_pipeline runs them here
+        cache_client = CacheHandle(cache, channel=self.config.ingress.cache_channel) if cache is not None else None
         self.pipeline = build_pipeline(
-            self.config, router=router_client, cache=CacheHandle(cache) if cache is not None else None,
+            self.config, router=router_client, cache=cache_client,
             pools=DispatchBoundedPools(pools, relay=self.config.ingress.stream_relay,
                                        dispatch_timeout_s=self.config.fallback.pool_dispatch_timeout_s,
                                        leases=self.config.ingress.pool_leases,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from ray.serve.handle import DeploymentHandle
 
 from app.caching.entries import CachedResponse, CacheHit
 from app.caching.keys import CacheQuery
+from app.call_channel import ChannelBroken, ChannelClient
 from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability.tracing import inject_context, set_attributes, start_span
@@ -63,17 +65,29 @@ def in_process_router(config: GatewayConfig) -> InProcessRouter | None:
 
 
 class CacheHandle:
-    def __init__(self, handle: DeploymentHandle) -> None:
+    """The cache deployment's calls; with ``channel`` (``ingress.cache_channel``) lookups and stores go over the
+    replica's own socket (``app.call_channel``), the handle only when the socket fails."""
+
+    def __init__(self, handle: DeploymentHandle, channel: bool = False) -> None:
         self.handle = handle
+        self.channel = ChannelClient(lambda: self.handle.channel.remote()) if channel else None
+
+    async def _call(self, method: str, *args):
+        if self.channel is not None:
+            try:
+                return await self.channel.call(method, *args)
+            except ChannelBroken:
+                pass  # the replica moved or restarted: this call by handle, the next asks for the endpoint again
+        return await getattr(self.handle, method).remote(*args)
 
     async def lookup(self, query: CacheQuery) -> CacheHit | None:
-        return await self.handle.lookup.remote(query, inject_context())
+        return await self._call("lookup", query, inject_context())
 
     async def store(self, query: CacheQuery, response: CachedResponse) -> None:
-        await self.handle.store.remote(query, response)
+        await self._call("store", query, response)
 
     async def stale_lookup(self, query: CacheQuery, min_similarity: float) -> CacheHit | None:
-        return await self.handle.stale_lookup.remote(query, min_similarity)
+        return await self._call("stale_lookup", query, min_similarity)
 
 
 class PoolHandles:
@@ -100,7 +114,26 @@ class PoolHandles:
         return handle.stream.remote(req, inject_context())
 
     async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
+        leased = await self.generate_leased(pool, req)
+        if leased is not None:
+            return leased
         return await self.handles[pool].generate.remote(req, inject_context())
+
+    async def generate_leased(self, pool: str, req: GenerationRequest) -> GenerationChunk | None:
+        """A unary call on a ready lease (the request and its one answer chunk over the relay socket), or None
+        when no lease is ready (the caller makes the Serve call). Cancelled or failed: the lease's call ends."""
+        lease = self.leases.take(pool) if self.relay is not None and self.leases is not None else None
+        set_attributes(**{"llmgw.pool.leased": lease is not None})
+        if lease is None:
+            return None
+        stream = LeasedStream(lease, (req, inject_context(), "unary"), self.relay)
+        try:
+            answer = await anext(stream)
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(stream)  # the end frame: the connection goes back to the pool
+            return answer
+        finally:
+            await stream.aclose()
 
 
 class ProviderHandle:

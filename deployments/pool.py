@@ -70,16 +70,26 @@ class ModelPool:
             yield ticket
 
     async def _leased(self, payload: Any) -> AsyncIterator[GenerationChunk]:
-        req, carrier = payload if isinstance(payload, tuple) and len(payload) == 2 else (None, None)
-        if not isinstance(req, GenerationRequest):
-            raise TypeError("a pool lease carries a GenerationRequest")
+        """A leased request: ``(req, carrier)`` streams windows; ``(req, carrier, "unary")`` sends ``generate``'s
+        one answer chunk."""
+        ok = isinstance(payload, tuple) and len(payload) in (2, 3) and isinstance(payload[0], GenerationRequest)
+        mode = payload[2] if ok and len(payload) == 3 else "stream"
+        if not ok or mode not in ("stream", "unary"):
+            raise TypeError("a pool lease carries (GenerationRequest, carrier[, 'unary'])")
+        req, carrier = payload[0], payload[1]
         self.leased += 1
+        if mode == "unary":
+            yield await self._generate(req, carrier, {"route": self.config.name, "llmgw.pool.leased": True})
+            return
         async for chunk in self._traced(req, carrier, {"route": self.config.name, "llmgw.pool.leased": True}):
             yield chunk
 
     async def generate(self, req: GenerationRequest, carrier: dict[str, str] | None = None) -> GenerationChunk:
-        with start_span("pool.generate", carrier=carrier, attributes={"route": self.config.name}) as span, \
-                self._in_flight():
+        return await self._generate(req, carrier, {"route": self.config.name})
+
+    async def _generate(self, req: GenerationRequest, carrier: dict[str, str] | None, attributes: dict[str, Any]
+                        ) -> GenerationChunk:
+        with start_span("pool.generate", carrier=carrier, attributes=attributes) as span, self._in_flight():
             out = await collect(self.engine.stream(req))
             set_attributes(span, prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens)
             return out

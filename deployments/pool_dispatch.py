@@ -84,6 +84,9 @@ class DispatchBoundedPools(PoolHandles):
         return DispatchBoundedStream(inner, response, self.dispatch_timeout_s)
 
     async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
+        leased = await self.generate_leased(pool, req)  # a lease's Serve call was assigned when it was booked
+        if leased is not None:
+            return leased
         response = self.handles[pool].generate.remote(req, inject_context())
         await await_assignment(response, self.dispatch_timeout_s)
         return await response

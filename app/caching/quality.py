@@ -26,6 +26,7 @@ from app.caching.pair_features import hard_veto
 from app.caching.slots import lookalike_veto
 from app.caching.token_features import TokenView, encode_tokens
 from app.caching.train_verifier import PARAPHRASE_FILE, QQP_FILE, split
+from app.embedding import emb_cache_dir
 from app.routing.calibration import bootstrap_ci
 from app.routing.datasets import embed_texts_cached
 from app.routing.train import REPO, shared_data_dir
@@ -87,8 +88,8 @@ def _encode_both(texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, li
 def _vectors_and_views(texts: list[str], tag: str) -> tuple[np.ndarray, dict[str, TokenView]]:
     """Both, cached in .cache/emb by content hash (one forward pass when neither is cached)."""
     sha = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    vec_cache = REPO / ".cache" / "emb" / f"{tag}-{sha}.npy"
-    tok_cache = REPO / ".cache" / "emb" / f"{tag}-{sha}-tokens.npz"
+    vec_cache = emb_cache_dir(REPO) / f"{tag}-{sha}.npy"
+    tok_cache = emb_cache_dir(REPO) / f"{tag}-{sha}-tokens.npz"
     if not vec_cache.exists() and not tok_cache.exists():
         vectors, views = _encode_both(texts)
         vec_cache.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def _vectors_and_views(texts: list[str], tag: str) -> tuple[np.ndarray, dict[str
 
 def _views_cached(texts: list[str], tag: str) -> dict[str, TokenView]:
     sha = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    cache = REPO / ".cache" / "emb" / f"{tag}-{sha}-tokens.npz"
+    cache = emb_cache_dir(REPO) / f"{tag}-{sha}-tokens.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             ids, vecs, offs = z["ids"], z["vecs"].astype(np.float32), z["offsets"]

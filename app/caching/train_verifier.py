@@ -20,6 +20,7 @@ import numpy as np
 from app.caching.pair_features import HAND_FEATURES, hard_veto
 from app.caching.token_features import TOKEN_FEATURES, Idf, TokenView, encode_tokens
 from app.caching.trees import export_hgb
+from app.embedding import emb_cache_dir
 from app.routing.train import REPO, shared_data_dir
 
 QQP_FILE = "cache/qqp_pairs_dev.jsonl"
@@ -52,7 +53,7 @@ def load_pairs(name: str) -> Pairs:
     sha = hashlib.sha256(raw).hexdigest()
     rows = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
     texts = sorted({r["a"] for r in rows} | {r["b"] for r in rows})
-    cache = REPO / ".cache" / "emb" / f"{Path(name).stem}-{sha[:16]}.npy"
+    cache = emb_cache_dir(REPO) / f"{Path(name).stem}-{sha[:16]}.npy"
     if cache.exists():
         vectors = np.load(cache)
     else:
@@ -94,7 +95,7 @@ def precision_at_hit_rate(score: np.ndarray, same: np.ndarray, rate: float) -> f
 def load_views(name: str, p: Pairs) -> dict[str, TokenView]:
     """Token views of every text of a pair file, cached in .cache/emb beside the sentence vectors."""
     texts = sorted(set(p.a) | set(p.b))
-    cache = REPO / ".cache" / "emb" / f"{Path(name).stem}-{p.sha256[:16]}-tokens.npz"
+    cache = emb_cache_dir(REPO) / f"{Path(name).stem}-{p.sha256[:16]}-tokens.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             ids, vecs, offs = z["ids"], z["vecs"].astype(np.float32), z["offsets"]

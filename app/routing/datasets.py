@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.embedding import emb_cache_dir
 from app.routing.train import REPO, shared_data_dir
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -66,7 +67,7 @@ def load_mt_bench(margin: float = MT_BENCH_MARGIN) -> LabelledPrompts:
 def embed_texts_cached(texts: list[str], tag: str) -> np.ndarray:
     """MiniLM vectors of ``texts``, cached in .cache/emb by content hash (never recomputed)."""
     sha = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    cache = REPO / ".cache" / "emb" / f"{tag}-{sha}.npy"
+    cache = emb_cache_dir(REPO) / f"{tag}-{sha}.npy"
     if cache.exists():
         return np.load(cache)
     from app.embedding import get_embedder
@@ -80,7 +81,7 @@ def embed_texts_cached(texts: list[str], tag: str) -> np.ndarray:
 def routellm_vectors(prompts: list[str], sha: str, idx: np.ndarray) -> np.ndarray:
     """MiniLM vectors of RouteLLM prompts ``idx``: sliced from the full cache when ``llmgw router train --v1``
     built it, else embedded (and cached) for just these prompts."""
-    full = REPO / ".cache" / "emb" / f"routing-{sha[:16]}.npy"
+    full = emb_cache_dir(REPO) / f"routing-{sha[:16]}.npy"
     if full.exists():
         return np.load(full)[idx]
     return embed_texts_cached([prompts[i] for i in idx], "routellm-subset")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.embedding import emb_cache_dir
 from app.mlp import rounded
 from app.routing.evaluate import evaluate_router, threshold_for_share
 from app.routing.features import FEATURE_NAMES, feature_matrix
@@ -58,7 +59,7 @@ def load_dataset(path: Path | None = None) -> Dataset:
 
 def embed_cached(prompts: list[str], sha: str) -> np.ndarray:
     """Embeddings of the data set, cached under .cache/ by data hash (recomputing takes minutes on CPU)."""
-    cache = REPO / ".cache" / "emb" / f"routing-{sha[:16]}.npy"
+    cache = emb_cache_dir(REPO) / f"routing-{sha[:16]}.npy"
     if cache.exists():
         return np.load(cache)
     from app.embedding import get_embedder

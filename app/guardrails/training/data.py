@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.embedding import emb_cache_dir
+
 REPO = Path(__file__).resolve().parents[3]
-EMB_CACHE = REPO / ".cache" / "emb"
+EMB_CACHE = emb_cache_dir(REPO)
 
 
 @dataclass(frozen=True)
