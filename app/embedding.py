@@ -98,6 +98,12 @@ def embed_backend() -> str:
     return os.environ.get("LLMGW_EMBED_BACKEND", "onnx")
 
 
+def embedding_kind() -> str:
+    """What kind of vectors this process makes: ``minilm-fp32`` (onnx and torch: the same) or ``minilm-int8``.
+    Stored cache entries carry it; vectors of another kind are not put in the semantic index."""
+    return "minilm-int8" if embed_backend() == "onnx-int8" else "minilm-fp32"
+
+
 def emb_cache_dir(root: str | Path) -> Path:
     """Where offline tools cache vectors: ``.cache/emb`` for the full-precision vectors (onnx and torch give the
     same), a folder of its own for int8 ones, so an evaluation never reads vectors of the other kind."""

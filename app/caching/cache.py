@@ -17,6 +17,7 @@ from app.caching.keys import CacheQuery, context_key, exact_key, normalize, scop
 from app.caching.protection import EntryProtector
 from app.caching.settings import CacheConfig
 from app.caching.strictness import operating_point
+from app.embedding import embedding_kind
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 class ResponseCache:
     def __init__(self, cfg: CacheConfig, verifier: Any | None = None) -> None:
         self.cfg = cfg
+        self.embedding_kind = embedding_kind()  # stamped on stored entries; other kinds stay out of the index
         self.store = LRUStore(cfg.max_entries, cfg.max_bytes)
         self.index = ScopedIndex(expansion_search=cfg.ann_expansion_search)
         self.verifier = verifier
@@ -100,6 +102,8 @@ class ResponseCache:
                 keep.append(entry)
         adds: dict[int, Entry] = {}
         for entry in keep:
+            if entry.embedding is not None and entry.embedding_kind != self.embedding_kind:
+                entry.embedding = None  # another embedding runtime's vector: served exactly, never by similarity
             for old in self.store.put(entry):
                 stale.append(old.id)
                 if adds.pop(old.id, None) is None:
@@ -226,6 +230,7 @@ class ResponseCache:
             response=r,
             max_tokens=q.max_tokens(),
             expires_at=time.time() + ttl,
+            embedding_kind=self.embedding_kind,
         )
         evicted = self._insert(entry)
         self._count(q.tenant, "stores")

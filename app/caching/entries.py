@@ -39,6 +39,7 @@ class Entry:
     response: CachedResponse
     max_tokens: int | None
     expires_at: float
+    embedding_kind: str = "minilm-fp32"  # app.embedding.embedding_kind() of the process that stored it
 
     def size(self) -> int:
         emb = 0 if self.embedding is None else self.embedding.nbytes

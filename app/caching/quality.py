@@ -62,12 +62,17 @@ class ScoredPairs:
 
 
 def _encode_both(texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[TokenView]]:
-    """Sentence vectors and token views from one MiniLM forward pass per batch."""
+    """Sentence vectors and token views: on ONNX Runtime what the gateway computes (``encode`` and
+    ``encode_tokens``, so an int8 backend is evaluated as it runs), else one torch forward pass per batch."""
     import torch
 
     from app.embedding import _lock, get_embedder
 
-    model = get_embedder().model
+    embedder = get_embedder()
+    if embedder.onnx is not None:
+        views = encode_tokens(texts, batch_size)
+        return embedder.encode(texts, batch_size), views
+    model = embedder.model
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with little padding
     sentences, views = [], []
     with _lock, torch.inference_mode():

@@ -60,6 +60,33 @@ def test_restart_rebuilds_index_from_redis(prefix: str) -> None:
     asyncio.run(go())
 
 
+def test_vectors_of_another_embedding_runtime_are_served_exactly_but_never_by_similarity(
+        prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = vec(12)
+
+    async def go():
+        first = cache_for(prefix)  # full-precision vectors (the default backend)
+        assert first.embedding_kind == "minilm-fp32"
+        await first.store_response(q("What is Ray Serve?", emb=base), resp("A serving library."))
+        await first.redis.close()
+        monkeypatch.setenv("LLMGW_EMBED_BACKEND", "onnx-int8")  # the cache restarts on int8 vectors
+        second = cache_for(prefix)
+        assert second.embedding_kind == "minilm-int8"
+        assert await second.rebuild() == 1
+        exact = await second.lookup(q("What is Ray Serve?"))
+        near = await second.lookup(q("Tell me what Ray Serve is", emb=vec(13, base, 0.02)))
+        assert exact is not None and exact.layer == "exact" and near is None
+        await second.store_response(q("What is Ray Data?", emb=vec(14)), resp("A data library."))
+        await second.redis.close()
+        third = cache_for(prefix)  # same kind again: its own entries come back into the index
+        assert await third.rebuild() == 2
+        again = await third.lookup(q("Tell me what Ray Data is", emb=vec(15, vec(14), 0.02)))
+        assert again is not None and again.layer == "semantic"
+        await third.redis.close()
+
+    asyncio.run(go())
+
+
 def test_invalidate_and_eviction_delete_from_redis(prefix: str) -> None:
     client = redis.Redis.from_url(REDIS_URL)
 
