@@ -129,6 +129,9 @@ class IngressConfig(_Strict):
     # ingress replica, each held at most pool_lease_ttl_s and renewed only while the pool had traffic; 0: off
     pool_leases: int = Field(1, ge=0, le=64)
     pool_lease_ttl_s: float = Field(30.0, gt=1.0, le=3600.0)
+    # unary pool calls take leases too: ~0.3 ms less latency here but ~1 ms more CPU per request (a streaming Serve
+    # call + socket frames instead of one unary call); off by default (docs/performance.md, tenth pass)
+    unary_leases: bool = False
     # cache lookups and stores over the cache replica's own socket (app/call_channel.py), not a handle call each
     cache_channel: bool = True
     # the injection classifier and the cache lookup run beside a pool's generation, the answer waiting for

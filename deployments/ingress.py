@@ -76,7 +76,8 @@ class Ingress:
             pools=DispatchBoundedPools(pools, relay=self.config.ingress.stream_relay,
                                        dispatch_timeout_s=self.config.fallback.pool_dispatch_timeout_s,
                                        leases=self.config.ingress.pool_leases,
-                                       lease_ttl_s=self.config.ingress.pool_lease_ttl_s),
+                                       lease_ttl_s=self.config.ingress.pool_lease_ttl_s,
+                                       unary_leases=self.config.ingress.unary_leases),
             providers=ProviderHandle(fallback) if fallback is not None else None,
             breakers=self.breakers, request_log=request_log, services=self.services,
         )

@@ -92,11 +92,13 @@ class CacheHandle:
 
 class PoolHandles:
     """Streams go over the pools' relay sockets (``ingress.stream_relay``, default) or as handle items; with
-    ``leases`` > 0 a stream takes a Serve call booked ahead (``app.relay_lease``) when one is ready."""
+    ``leases`` > 0 a stream (and with ``unary_leases`` a unary call) takes a Serve call booked ahead
+    (``app.relay_lease``) when one is ready."""
 
     def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True, leases: int = 0,
-                 lease_ttl_s: float = 30.0) -> None:
+                 lease_ttl_s: float = 30.0, unary_leases: bool = False) -> None:
         self.handles = handles
+        self.unary_leases = unary_leases
         self.relay = RelayConnections() if relay else None
         self.leases = PoolLeases(self._open_lease, leases, lease_ttl_s) if relay and leases > 0 else None
 
@@ -122,7 +124,9 @@ class PoolHandles:
     async def generate_leased(self, pool: str, req: GenerationRequest) -> GenerationChunk | None:
         """A unary call on a ready lease (the request and its one answer chunk over the relay socket), or None
         when no lease is ready (the caller makes the Serve call). Cancelled or failed: the lease's call ends."""
-        lease = self.leases.take(pool) if self.relay is not None and self.leases is not None else None
+        if not self.unary_leases or self.relay is None or self.leases is None:
+            return None
+        lease = self.leases.take(pool)
         set_attributes(**{"llmgw.pool.leased": lease is not None})
         if lease is None:
             return None

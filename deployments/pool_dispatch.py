@@ -74,8 +74,9 @@ class DispatchBoundedPools(PoolHandles):
     """The ingress's pools: unary calls and streams bounded by their dispatch."""
 
     def __init__(self, handles: dict[str, DeploymentHandle], relay: bool = True,
-                 dispatch_timeout_s: float | None = None, leases: int = 0, lease_ttl_s: float = 30.0) -> None:
-        super().__init__(handles, relay=relay, leases=leases, lease_ttl_s=lease_ttl_s)
+                 dispatch_timeout_s: float | None = None, leases: int = 0, lease_ttl_s: float = 30.0,
+                 unary_leases: bool = False) -> None:
+        super().__init__(handles, relay=relay, leases=leases, lease_ttl_s=lease_ttl_s, unary_leases=unary_leases)
         self.dispatch_timeout_s = dispatch_timeout_s
 
     def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
