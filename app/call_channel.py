@@ -6,7 +6,9 @@ and a handle call is pure overhead: about 4-5 ms of latency and a gRPC round tri
 ``ChannelEndpoint`` with one handle call, then sends ``(method, args)`` frames over pooled keep-alive
 connections and reads ``("ok", result)`` or ``("error", exc)`` back (length-prefixed pickles, as
 ``app.stream_relay``). The endpoint's random token is the capability: a connection is read only after its first
-line matched it (constant-time compare), so nothing else on the network can make the replica unpickle.
+line matched it (constant-time compare), so nothing else on the network can make the replica unpickle; the
+replica answers a matched token with a ``ready`` frame, so a client never takes another server that came up on
+a reused port for the replica.
 
 ``ChannelClient.call`` raises ``ChannelBroken`` when the socket fails (replica restarted, port gone); the caller
 then makes the handle call and the next call asks for the endpoint again. No ``ray`` import.
@@ -25,6 +27,9 @@ from typing import Any
 from app.stream_relay import _frame, _read_frame
 
 logger = logging.getLogger(__name__)
+HANDSHAKE_TIMEOUT_S = 5.0
+_READY_ITEM = ("ready", None)
+_READY = _frame(_READY_ITEM)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class ChannelServer:
             line = await reader.readline()
             if not hmac.compare_digest(line.strip(), self.token.encode()):
                 return  # not ours: nothing of it is unpickled
+            writer.write(_READY)  # the client knows it reached this server (not another one on a reused port)
             while True:
                 try:
                     method, args = await _read_frame(reader)
@@ -124,6 +130,12 @@ class ChannelClient:
             writer.close()
         reader, writer = await asyncio.open_connection(ep.host, ep.port)
         writer.write(ep.token.encode() + b"\n")
+        try:
+            if await asyncio.wait_for(_read_frame(reader), HANDSHAKE_TIMEOUT_S) != _READY_ITEM:
+                raise ConnectionError("not the channel endpoint")  # e.g. another server on a reused port
+        except BaseException:
+            writer.close()
+            raise
         return reader, writer
 
     def forget_idle(self) -> None:
@@ -162,6 +174,11 @@ class ChannelClient:
                 if conn is not None:
                     conn[1].close()
                 raise
+            if kind not in ("ok", "error"):
+                conn[1].close()
+                self.counts["broken"] += 1
+                self.forget()
+                raise ChannelBroken(f"channel to {ep.host}:{ep.port} answered out of protocol")
             self._release(conn)
             if kind == "error":
                 raise value

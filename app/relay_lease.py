@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.stream_relay import RelayConnections, RelayServer, RelayStream, RelayTicket, _frame, deliver
+from app.stream_relay import RelayBroken, RelayConnections, RelayServer, RelayStream, RelayTicket, _frame, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,46 @@ class LeasedStream(RelayStream):
         super().__init__(lease.serve_stream, connections, ticket=lease.ticket, payload=_frame(("request", payload)))
 
 
+class LeaseOrCall:
+    """A leased stream that, if the lease fails before its first item (expired or dropped by the replica, its
+    socket gone), goes on as ``plain()``: the Serve call the lease saved. Nothing reached the caller yet, so the
+    answer is the same; ``misses`` counts it. Later failures are the stream's own."""
+
+    def __init__(self, leased: LeasedStream, plain: Callable[[], Any], on_miss: Callable[[], None] | None = None):
+        self.stream: Any = leased
+        self.plain, self.on_miss = plain, on_miss
+        self._started = False
+
+    def __aiter__(self) -> LeaseOrCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._started:
+            return await anext(self.stream)
+        try:
+            item = await anext(self.stream)
+        except RelayBroken:
+            self.stream.cancel()
+            if self.on_miss is not None:
+                self.on_miss()
+            self.stream = self.plain()
+            item = await anext(self.stream)
+        self._started = True
+        return item
+
+    def cancel(self) -> None:
+        cancel = getattr(self.stream, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.cancel()
+
+
 class PoolLeases:
     """Ingress side: up to ``size`` ready leases per pool, renewed while the pool had traffic within ``ttl_s``.
 
@@ -73,7 +113,7 @@ class PoolLeases:
         self._opening: dict[str, int] = {}
         self._last_use: dict[str, float] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.counts = {"taken": 0, "missed": 0, "expired": 0, "failed": 0}
+        self.counts = {"taken": 0, "missed": 0, "expired": 0, "failed": 0, "stale": 0}
 
     def take(self, pool: str) -> Lease | None:
         """A ready lease for ``pool`` (None: there is none; the caller makes its own Serve call). Renews."""
@@ -105,9 +145,12 @@ class PoolLeases:
     async def _open(self, pool: str) -> None:
         stream = None
         try:
+            # the replica's wait starts after this call reached it: counting from now, the lease ends here first
+            # (counting from the ticket's arrival, a slow trip back left leases the replica had already dropped)
+            expires = self.clock() + self.ttl_s
             stream = self.open_lease(pool, self.ttl_s)
             ticket = await anext(stream)
-            lease = Lease(stream, ticket, self.clock() + self.ttl_s)
+            lease = Lease(stream, ticket, expires)
             self._ready.setdefault(pool, deque()).append(lease)
             asyncio.get_running_loop().call_later(self.ttl_s, self._expire, pool, lease)
         except Exception as exc:  # a pool with no replica or a dying one: the next stream goes the plain way
@@ -131,6 +174,10 @@ class PoolLeases:
     def _drop(lease: Lease) -> None:
         _cancel(lease.serve_stream)
 
+    def stale(self) -> None:
+        """A taken lease failed before its first item (the caller made its own call instead)."""
+        self.counts["stale"] += 1
+
     def ready(self, pool: str) -> int:
         return len(self._ready.get(pool, ()))
 
@@ -151,4 +198,4 @@ def _cancel(serve_stream: Any) -> None:
             cancel()
 
 
-__all__ = ["Lease", "LeasedStream", "PoolLeases", "lease_chunks"]
+__all__ = ["Lease", "LeaseOrCall", "LeasedStream", "PoolLeases", "lease_chunks"]

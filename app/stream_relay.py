@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 _LEN = struct.Struct("!I")
 _END = ("end", None)
 _CLOSED = ("closed", None)
+LEASE_MARK = "+"  # a ticket line starting with it carries a lease's request frame right after it
+MAX_REQUEST_FRAME = 64 << 20  # a lease's request frame is read before its ticket is checked: bounded
 
 
 @dataclass(frozen=True)
@@ -98,18 +100,23 @@ class RelayServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                channel = self.channels.get(line.strip().decode("ascii", "replace"))
+                raw = line.strip().decode("ascii", "replace")
+                leased = raw.startswith(LEASE_MARK)  # a lease's request frame follows its ticket line: read it
+                body = await _read_frame_bytes(reader, MAX_REQUEST_FRAME) if leased else None  # (lines stay aligned)
+                channel = self.channels.get(raw[len(LEASE_MARK):] if leased else raw)
+                problem = None
                 if channel is None:
-                    writer.write(_frame(("error", RelayBroken("unknown or expired relay ticket"))))
+                    problem = "unknown or expired relay ticket"
+                elif leased != (channel.request is not None):
+                    problem = "relay ticket used the wrong way (lease vs call)"
+                elif leased and channel.request.done():
+                    problem = "relay lease already taken"
+                if problem is not None:
+                    writer.write(_frame(("error", RelayBroken(problem))))
                     await writer.drain()
                     continue
-                if channel.request is not None:  # a lease: its request frame follows the ticket
-                    _, payload = await _read_frame(reader)
-                    if channel.request.done():
-                        writer.write(_frame(("error", RelayBroken("relay lease already taken"))))
-                        await writer.drain()
-                        continue
-                    channel.request.set_result(payload)
+                if leased:  # unpickled only now: the ticket this replica issued is the capability
+                    channel.request.set_result(pickle.loads(body)[1])
                 await self._pump(channel, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -229,9 +236,15 @@ class RelayConnections:
             conn[1].close()
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
+async def _read_frame_bytes(reader: asyncio.StreamReader, max_size: int | None = None) -> bytes:
     (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))
-    return pickle.loads(await reader.readexactly(size))
+    if max_size is not None and size > max_size:
+        raise ConnectionError(f"relay frame of {size} bytes is over {max_size}")  # the connection ends
+    return await reader.readexactly(size)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
+    return pickle.loads(await _read_frame_bytes(reader))
 
 
 class RelayStream:
@@ -259,7 +272,8 @@ class RelayStream:
         for fresh in (False, True):  # a pooled connection the replica closed meanwhile: one fresh retry
             try:
                 self._conn = await self.connections.acquire(t.host, t.port, fresh=fresh)
-                self._conn[1].write(t.ticket.encode() + b"\n" + self._payload)
+                line = (LEASE_MARK + t.ticket if self._payload else t.ticket).encode() + b"\n"
+                self._conn[1].write(line + self._payload)
                 first = await _read_frame(self._conn[0])
                 self._pending = first
                 return
@@ -289,10 +303,9 @@ class RelayStream:
         if kind == "chunk":
             return value
         self._done = True
+        self._finish(reuse=kind == "end")  # only a cleanly ended exchange leaves the connection reusable
         if kind == "error":
-            self._finish(reuse=True)
             raise value
-        self._finish(reuse=True)
         raise StopAsyncIteration
 
     async def _raise_serve_error(self) -> None:

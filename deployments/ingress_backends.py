@@ -13,10 +13,10 @@ from app.call_channel import ChannelBroken, ChannelClient
 from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability.tracing import inject_context, set_attributes, start_span
-from app.relay_lease import LeasedStream, PoolLeases
+from app.relay_lease import LeasedStream, LeaseOrCall, PoolLeases
 from app.route_decision import RouteDecision
 from app.routing.analyzer import RouteAnalyzer
-from app.stream_relay import RelayConnections, RelayStream
+from app.stream_relay import RelayBroken, RelayConnections, RelayStream
 
 
 class RouterHandle:
@@ -111,7 +111,9 @@ class PoolHandles:
             lease = self.leases.take(pool) if self.leases is not None else None
             set_attributes(**{"llmgw.pool.leased": lease is not None})
             if lease is not None:
-                return LeasedStream(lease, (req, inject_context()), self.relay)
+                return LeaseOrCall(LeasedStream(lease, (req, inject_context()), self.relay),
+                                   lambda: RelayStream(handle.relay.remote(req, inject_context()), self.relay),
+                                   self.leases.stale)
             return RelayStream(handle.relay.remote(req, inject_context()), self.relay)
         return handle.stream.remote(req, inject_context())
 
@@ -132,7 +134,12 @@ class PoolHandles:
             return None
         stream = LeasedStream(lease, (req, inject_context(), "unary"), self.relay)
         try:
-            answer = await anext(stream)
+            try:
+                answer = await anext(stream)
+            except RelayBroken:  # the lease was gone before the request ran: the caller makes the Serve call
+                self.leases.stale()
+                set_attributes(**{"llmgw.pool.leased": False})
+                return None
             with contextlib.suppress(StopAsyncIteration):
                 await anext(stream)  # the end frame: the connection goes back to the pool
             return answer

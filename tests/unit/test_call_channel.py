@@ -7,9 +7,10 @@ import pickle
 
 import pytest
 
-from app.call_channel import ChannelBroken, ChannelClient, ChannelServer
+from app.call_channel import ChannelBroken, ChannelClient, ChannelEndpoint, ChannelServer
 from app.errors import InvalidRequestError
 from app.stream_relay import _frame, _read_frame
+from tests.unit.socket_helpers import count_accepts
 
 
 def run(coro):
@@ -44,14 +45,7 @@ def test_calls_return_results_and_reuse_one_connection():
     async def main():
         replica = Replica()
         server = serving(replica)
-        accepted = []
-        serve = server._serve
-
-        async def counting(reader, writer):
-            accepted.append(1)
-            await serve(reader, writer)
-
-        server._serve = counting
+        accepted = count_accepts(server)
         discovered = []
 
         async def discover():
@@ -156,10 +150,82 @@ def test_frames_are_the_relays_length_prefixed_pickles():
         ep = await server.endpoint()
         reader, writer = await asyncio.open_connection(ep.host, ep.port)
         writer.write(ep.token.encode() + b"\n" + _frame(("lookup", ("known raw",))))
+        ready = await _read_frame(reader)
         kind, value = await _read_frame(reader)
         writer.close()
         await server.aclose()
-        return kind, value
+        return ready, kind, value
 
-    assert run(main()) == ("ok", {"query": "known raw", "hit": True})
+    assert run(main()) == (("ready", None), "ok", {"query": "known raw", "hit": True})
     assert pickle.loads(_frame(("ok", 1))[4:]) == ("ok", 1)
+
+
+def test_another_server_on_the_endpoints_port_is_channel_broken_not_its_answer():
+    from app.stream_relay import RelayServer
+
+    async def main():
+        other = RelayServer()  # e.g. a pool replica's relay socket that came up on the cache replica's old port
+        await other.start()
+        replica = Replica()
+        server = serving(replica)
+        endpoints = [ChannelEndpoint(other.host, other.port, "a" * 32), None]
+
+        async def discover():
+            return endpoints.pop(0) or await server.endpoint()
+
+        client = ChannelClient(discover)
+        with pytest.raises(ChannelBroken):
+            await client.call("lookup", "known q")
+        again = await client.call("lookup", "known q")  # asked for the endpoint again: the real replica
+        await other.aclose()
+        await server.aclose()
+        return again, replica.calls
+
+    again, calls = run(main())
+    assert again["hit"] and len(calls) == 1
+
+
+class FakeMethod:
+    """A Serve handle method: ``.remote(*args)`` gives an awaitable (what the handle path of CacheHandle awaits)."""
+
+    def __init__(self, name: str, log: list, result=None) -> None:
+        self.name, self.log, self.result = name, log, result
+
+    def remote(self, *args):
+        self.log.append((self.name, args))
+
+        async def answer():
+            out = self.result(*args) if callable(self.result) else self.result
+            return await out if asyncio.iscoroutine(out) else out
+
+        return answer()
+
+
+class FakeCacheHandle:
+    def __init__(self, server: ChannelServer | None) -> None:
+        self.log: list = []
+        self.channel = FakeMethod("channel", self.log, lambda: server.endpoint())
+        self.lookup = FakeMethod("lookup", self.log, "by handle")
+        self.store = FakeMethod("store", self.log, None)
+
+
+def test_the_cache_client_uses_the_channel_and_falls_back_to_the_handle():
+    from deployments.ingress_backends import CacheHandle
+
+    async def main():
+        replica = Replica()
+        server = serving(replica)
+        handle = FakeCacheHandle(server)
+        client = CacheHandle(handle, channel=True)
+        over_channel = await client.lookup("known q")
+        await server.aclose()  # the replica goes away: this call by handle, then the endpoint is asked again
+        client.channel.forget_idle()
+        by_handle = await client.lookup("known q")
+        plain = CacheHandle(FakeCacheHandle(None), channel=False)
+        never = await plain.lookup("known q")
+        return over_channel, by_handle, never, handle.log, plain.handle.log
+
+    over_channel, by_handle, never, log, plain_log = run(main())
+    assert over_channel["hit"] is True and by_handle == "by handle" and never == "by handle"
+    assert [name for name, _ in log] == ["channel", "lookup"]  # one endpoint question, one handle fallback
+    assert [name for name, _ in plain_log] == ["lookup"]

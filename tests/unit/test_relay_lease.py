@@ -6,8 +6,18 @@ import asyncio
 import time
 
 from app.generation import GenerationChunk
-from app.relay_lease import Lease, LeasedStream, PoolLeases, lease_chunks
-from app.stream_relay import RelayBroken, RelayConnections, RelayServer, RelayTicket
+from app.relay_lease import Lease, LeasedStream, LeaseOrCall, PoolLeases, lease_chunks
+from app.stream_relay import (
+    LEASE_MARK,
+    RelayBroken,
+    RelayConnections,
+    RelayServer,
+    RelayStream,
+    RelayTicket,
+    _frame,
+    _read_frame,
+    relay_chunks,
+)
 from tests.unit.test_stream_relay import ServeStream, collect, engine, run
 
 
@@ -152,4 +162,143 @@ def test_a_pool_whose_lease_call_fails_falls_back_to_plain_calls():
         await asyncio.sleep(0.01)
         assert leases.ready("small") == 0 and leases.counts["failed"] == 2
         assert leases.take("small") is None  # tries again, still nothing ready
+    run(main())
+
+
+def test_a_refused_lease_request_is_read_whole_so_the_connection_stays_in_step():
+    async def main():
+        server, got = RelayServer(), []
+        await server.start()
+        good = await _lease(server, _started(got, 2))
+        replica_side = asyncio.ensure_future(collect(good.serve_stream))  # the Serve call runs on (as its handle)
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        # an expired lease's ticket with its request frame (which holds a newline), then a live lease's
+        writer.write(f"{LEASE_MARK}expired\n".encode() + _frame(("request", ("a\nb", None))))
+        writer.write(f"{LEASE_MARK}{good.ticket.ticket}\n".encode() + _frame(("request", ("live", None))))
+        kind, value = await _read_frame(reader)
+        assert kind == "error" and "unknown or expired" in str(value)
+        frames = [await _read_frame(reader) for _ in range(3)]
+        assert [k for k, _ in frames] == ["chunk", "chunk", "end"] and got == [("live", None)]
+        writer.close()
+        await replica_side
+        await server.aclose()
+    run(main())
+
+
+class ReplicaCall:
+    """A Serve call as the replica runs it: the generator goes on by itself (a lease's ttl runs out there)."""
+
+    _DONE = object()
+
+    def __init__(self, gen) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False
+        self.task = asyncio.ensure_future(self._run(gen))
+
+    async def _run(self, gen) -> None:
+        async for item in gen:
+            self.queue.put_nowait(item)
+        self.queue.put_nowait(self._DONE)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        item = await self.queue.get()
+        if item is self._DONE:
+            raise StopAsyncIteration
+        return item
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.task.cancel()
+
+
+async def _running_lease(server: RelayServer, start, ttl_s: float) -> Lease:
+    call = ReplicaCall(lease_chunks(server, start, ttl_s))
+    return Lease(call, await anext(call), time.monotonic() + ttl_s)
+
+
+def test_an_error_frame_does_not_return_the_connection_to_the_pool():
+    async def main():
+        server, conns = RelayServer(), RelayConnections()
+        lease = await _running_lease(server, _started([], 2), ttl_s=0.05)
+        await asyncio.sleep(0.2)  # the replica dropped it; the ingress did not know
+        with_stale = LeasedStream(lease, ("late", None), conns)
+        try:
+            await anext(with_stale)
+            raise AssertionError("an expired lease took a request")
+        except RelayBroken:
+            pass
+        assert sum(len(idle) for idle in conns._idle.values()) == 0
+        await server.aclose()
+    run(main())
+
+
+def test_a_lease_gone_before_its_first_item_goes_on_as_the_plain_call():
+    async def main():
+        server, conns, got, misses = RelayServer(), RelayConnections(), [], []
+        lease = await _running_lease(server, _started(got, 2), ttl_s=0.05)
+        await asyncio.sleep(0.2)
+        stream = LeaseOrCall(LeasedStream(lease, ("late", None), conns),
+                             lambda: RelayStream(ServeStream(relay_chunks(server, engine(3))), conns),
+                             lambda: misses.append(1))
+        chunks = await collect(stream)
+        assert [c.text for c in chunks] == ["t0 ", "t1 ", "t2 "] and misses == [1] and got == []
+        await server.aclose()
+    run(main())
+
+
+def test_a_failure_after_the_first_item_is_the_streams_own():
+    async def main():
+        server, conns, plain = RelayServer(), RelayConnections(), []
+        lease = await _lease(server, lambda payload: engine(3, fail_at=1, exc=RelayBroken("mid-stream")))
+        stream = LeaseOrCall(LeasedStream(lease, ("x", None), conns), lambda: plain.append(1) or None)
+        assert (await anext(stream)).text == "t0 "
+        try:
+            await anext(stream)
+            raise AssertionError("the mid-stream failure was hidden")
+        except RelayBroken:
+            pass
+        assert plain == []  # half an answer is never restarted elsewhere
+        await server.aclose()
+    run(main())
+
+
+def test_a_lease_ends_counting_from_its_call_not_its_tickets_arrival():
+    async def main():
+        clock = Clock()
+
+        def open_lease(pool: str, ttl_s: float):
+            async def gen():
+                clock.now += 5.0  # a slow trip back: the replica's wait began before the ticket arrived
+                yield RelayTicket("127.0.0.1", 1, "t")
+                await asyncio.sleep(3600)
+            return ServeStream(gen())
+        leases = PoolLeases(open_lease, size=1, ttl_s=30, clock=clock)
+        leases.take("small")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        clock.now += 24.5  # 29.5 s after the call (24.5 after the ticket): inside the margin, not handed out
+        assert leases.take("small") is None and leases.counts["expired"] == 1
+        leases.close()
+    run(main())
+
+
+def test_after_an_expired_lease_the_next_leases_on_the_pooled_connection_get_their_own_answers():
+    async def main():
+        server, conns, got = RelayServer(), RelayConnections(), []
+        stale = await _running_lease(server, _started(got, 2), ttl_s=0.05)
+        await asyncio.sleep(0.2)
+        try:
+            await collect(LeasedStream(stale, ("late", None), conns))
+            raise AssertionError("an expired lease took a request")
+        except RelayBroken:
+            pass
+        answers = []
+        for n in (3, 4, 5):  # before the fix the stale lease's leftover bytes answered these with errors
+            lease = await _running_lease(server, _started(got, n), ttl_s=5)
+            answers.append(len(await collect(LeasedStream(lease, (f"req-{n}", None), conns))))
+        assert answers == [3, 4, 5] and got == [("req-3", None), ("req-4", None), ("req-5", None)]
+        await server.aclose()
     run(main())

@@ -9,6 +9,7 @@ import pytest
 from app.errors import InvalidRequestError
 from app.generation import GenerationChunk
 from app.stream_relay import RelayBroken, RelayConnections, RelayServer, RelayStream, relay_chunks
+from tests.unit.socket_helpers import count_accepts
 
 
 class ServeStream:
@@ -53,14 +54,7 @@ async def collect(stream) -> list[GenerationChunk]:
 def test_chunks_arrive_in_order_and_the_connection_is_reused():
     async def main():
         server, conns = RelayServer(), RelayConnections()
-        accepted = []
-        serve = server._serve
-
-        async def counting(reader, writer):
-            accepted.append(1)
-            await serve(reader, writer)
-
-        server._serve = counting
+        accepted = count_accepts(server)
         first = await collect(RelayStream(ServeStream(relay_chunks(server, engine(5))), conns))
         second = await collect(RelayStream(ServeStream(relay_chunks(server, engine(3))), conns))
         await asyncio.sleep(0.05)
