@@ -24,7 +24,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.stream_relay import RelayBroken, RelayConnections, RelayServer, RelayStream, RelayTicket, _frame, deliver
+from app.stream_relay import (
+    RelayBroken,
+    RelayConnections,
+    RelayServer,
+    RelayStream,
+    RelayTicket,
+    WrappingStream,
+    _frame,
+    deliver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +68,15 @@ class LeasedStream(RelayStream):
         super().__init__(lease.serve_stream, connections, ticket=lease.ticket, payload=_frame(("request", payload)))
 
 
-class LeaseOrCall:
+class LeaseOrCall(WrappingStream):
     """A leased stream that, if the lease fails before its first item (expired or dropped by the replica, its
     socket gone), goes on as ``plain()``: the Serve call the lease saved. Nothing reached the caller yet, so the
-    answer is the same; ``misses`` counts it. Later failures are the stream's own."""
+    answer is the same; ``on_miss`` is told. Later failures are the stream's own."""
 
     def __init__(self, leased: LeasedStream, plain: Callable[[], Any], on_miss: Callable[[], None] | None = None):
         self.stream: Any = leased
         self.plain, self.on_miss = plain, on_miss
         self._started = False
-
-    def __aiter__(self) -> LeaseOrCall:
-        return self
 
     async def __anext__(self) -> Any:
         if self._started:
@@ -85,18 +91,6 @@ class LeaseOrCall:
             item = await anext(self.stream)
         self._started = True
         return item
-
-    def cancel(self) -> None:
-        cancel = getattr(self.stream, "cancel", None)
-        if cancel is not None:
-            cancel()
-
-    async def aclose(self) -> None:
-        aclose = getattr(self.stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            self.cancel()
 
 
 class PoolLeases:

@@ -212,6 +212,27 @@ async def relay_chunks(server: RelayServer, chunks: AsyncIterator[Any], delivery
         server.close(channel)
 
 
+class WrappingStream:
+    """Base of iterators that wrap another stream (``self.stream``): ``cancel`` and ``aclose`` go through to it."""
+
+    stream: Any
+
+    def __aiter__(self) -> WrappingStream:
+        return self
+
+    def cancel(self) -> None:
+        cancel = getattr(self.stream, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.cancel()
+
+
 class RelayConnections:
     """Ingress side: idle keep-alive connections per replica address."""
 

@@ -21,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 from app.errors import upstream_error
 from app.generation import GenerationChunk, GenerationRequest
 from app.observability.tracing import inject_context
+from app.stream_relay import WrappingStream
 from deployments.ingress_backends import PoolHandles
 
 
@@ -41,33 +42,18 @@ async def await_assignment(response: Any, timeout_s: float | None) -> None:
                              code="pool_unavailable")
 
 
-class DispatchBoundedStream:
+class DispatchBoundedStream(WrappingStream):
     """A pool stream whose first item waits at most ``timeout_s`` for Serve to hand the call to a replica."""
 
     def __init__(self, stream: AsyncIterator[GenerationChunk], response: Any, timeout_s: float | None) -> None:
         self.stream, self.response, self.timeout_s = stream, response, timeout_s
         self._assigned = timeout_s is None
 
-    def __aiter__(self) -> DispatchBoundedStream:
-        return self
-
     async def __anext__(self) -> GenerationChunk:
         if not self._assigned:
             await await_assignment(self.response, self.timeout_s)
             self._assigned = True
         return await anext(self.stream)
-
-    def cancel(self) -> None:
-        cancel = getattr(self.stream, "cancel", None)
-        if cancel is not None:
-            cancel()
-
-    async def aclose(self) -> None:
-        aclose = getattr(self.stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            self.cancel()
 
 
 class DispatchBoundedPools(PoolHandles):
