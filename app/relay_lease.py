@@ -100,8 +100,10 @@ class PoolLeases:
     """
 
     def __init__(self, open_lease: Callable[[str, float], Any], size: int = 1, ttl_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 observe: Callable[[str, str], None] | None = None) -> None:
         self.open_lease, self.size, self.ttl_s, self.clock = open_lease, size, ttl_s, clock
+        self.observe = observe  # (pool, outcome) for each count below: the ingress's llmgw_pool_leases counter
         self.margin_s = min(1.0, ttl_s / 4)  # a lease this close to its end is not handed out
         self._ready: dict[str, deque[Lease]] = {}
         self._opening: dict[str, int] = {}
@@ -120,9 +122,9 @@ class PoolLeases:
             if candidate.expires - self.margin_s > now:
                 lease = candidate
                 break
-            self.counts["expired"] += 1
+            self._count(pool, "expired")
             self._drop(candidate)
-        self.counts["taken" if lease is not None else "missed"] += 1
+        self._count(pool, "taken" if lease is not None else "missed")
         self._refill(pool)
         return lease
 
@@ -148,7 +150,7 @@ class PoolLeases:
             self._ready.setdefault(pool, deque()).append(lease)
             asyncio.get_running_loop().call_later(self.ttl_s, self._expire, pool, lease)
         except Exception as exc:  # a pool with no replica or a dying one: the next stream goes the plain way
-            self.counts["failed"] += 1
+            self._count(pool, "failed")
             logger.debug("pool lease for %s failed: %s", pool, type(exc).__name__)
             _cancel(stream)
         finally:
@@ -159,7 +161,7 @@ class PoolLeases:
         if ready is None or lease not in ready:
             return  # taken meanwhile
         ready.remove(lease)
-        self.counts["expired"] += 1
+        self._count(pool, "expired")
         self._drop(lease)
         if self.clock() - self._last_use.get(pool, float("-inf")) < self.ttl_s:
             self._refill(pool)  # traffic lately: keep one ready; idle pools hold none
@@ -168,9 +170,14 @@ class PoolLeases:
     def _drop(lease: Lease) -> None:
         _cancel(lease.serve_stream)
 
-    def stale(self) -> None:
+    def stale(self, pool: str) -> None:
         """A taken lease failed before its first item (the caller made its own call instead)."""
-        self.counts["stale"] += 1
+        self._count(pool, "stale")
+
+    def _count(self, pool: str, outcome: str) -> None:
+        self.counts[outcome] += 1
+        if self.observe is not None:
+            self.observe(pool, outcome)
 
     def ready(self, pool: str) -> int:
         return len(self._ready.get(pool, ()))

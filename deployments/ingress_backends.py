@@ -90,6 +90,12 @@ class CacheHandle:
         return await self._call("stale_lookup", query, min_similarity)
 
 
+def _count_lease(pool: str, outcome: str) -> None:
+    from app.observability.metrics import POOL_LEASES
+
+    POOL_LEASES.labels(pool=pool, outcome=outcome).inc()
+
+
 class PoolHandles:
     """Streams go over the pools' relay sockets (``ingress.stream_relay``, default) or as handle items; with
     ``leases`` > 0 a stream (and with ``unary_leases`` a unary call) takes a Serve call booked ahead
@@ -100,7 +106,8 @@ class PoolHandles:
         self.handles = handles
         self.unary_leases = unary_leases
         self.relay = RelayConnections() if relay else None
-        self.leases = PoolLeases(self._open_lease, leases, lease_ttl_s) if relay and leases > 0 else None
+        self.leases = (PoolLeases(self._open_lease, leases, lease_ttl_s, observe=_count_lease)
+                       if relay and leases > 0 else None)
 
     def _open_lease(self, pool: str, ttl_s: float):
         return self.handles[pool].options(stream=True).lease.remote(ttl_s)
@@ -113,7 +120,7 @@ class PoolHandles:
             if lease is not None:
                 return LeaseOrCall(LeasedStream(lease, (req, inject_context()), self.relay),
                                    lambda: RelayStream(handle.relay.remote(req, inject_context()), self.relay),
-                                   self.leases.stale)
+                                   lambda: self.leases.stale(pool))
             return RelayStream(handle.relay.remote(req, inject_context()), self.relay)
         return handle.stream.remote(req, inject_context())
 
@@ -137,7 +144,7 @@ class PoolHandles:
             try:
                 answer = await anext(stream)
             except RelayBroken:  # the lease was gone before the request ran: the caller makes the Serve call
-                self.leases.stale()
+                self.leases.stale(pool)
                 set_attributes(**{"llmgw.pool.leased": False})
                 return None
             with contextlib.suppress(StopAsyncIteration):

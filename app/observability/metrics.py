@@ -74,6 +74,9 @@ GUARDRAIL_TRIGGERS = Counter("llmgw_guardrail_triggers", "Guardrail decisions (b
                              ["stage", "rule", "action"], **_R)  # every decision; GUARDRAIL above counts blocks only
 POOL_ONGOING = Gauge("llmgw_pool_ongoing_requests", "Requests in flight per pool (sum of replicas).", ["pool"],
                      multiprocess_mode="livesum", **_R)
+POOL_LEASES = Counter("llmgw_pool_leases", "Pool leases (Serve calls booked ahead) by outcome: taken, missed (none "
+                      "ready), expired unused, failed to book, stale (taken but gone: the plain call ran instead).",
+                      ["pool", "outcome"], **_R)
 POOL_QUEUE = Gauge("llmgw_pool_queue_depth", "Requests waiting in the engine queue per pool.", ["pool"],
                    multiprocess_mode="livesum", **_R)
 CANARY_RUNS = Counter("llmgw_canary_runs", "Canary runs by result (ok, deviation, error).", ["canary", "result"], **_R)

@@ -84,3 +84,16 @@ def test_cache_lookups_and_stores_use_the_cache_replicas_channel(gateway_url: st
     assert second.headers["x-llmgw-cache"].startswith("hit")
     assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
     assert cache.channel_served.remote().result() - before >= 2  # the miss's lookup and its store, at least
+
+
+def test_lease_outcomes_are_on_the_metrics_endpoint(client) -> None:
+    from tests.integration.test_metrics import samples, total
+
+    def taken() -> float:
+        return total(samples(client), "llmgw_pool_leases_total", pool="small", outcome="taken")
+
+    before = taken()
+    for _ in range(4):
+        _stream_text(client, "Tell me about the lake")
+        time.sleep(0.3)
+    assert taken() - before >= 2  # the first may miss (and book one); later ones take the booked lease

@@ -302,3 +302,23 @@ def test_after_an_expired_lease_the_next_leases_on_the_pooled_connection_get_the
         assert answers == [3, 4, 5] and got == [("req-3", None), ("req-4", None), ("req-5", None)]
         await server.aclose()
     run(main())
+
+
+def test_every_lease_outcome_is_reported_with_its_pool():
+    async def main():
+        seen, clock = [], Clock()
+        leases = PoolLeases(_opener([]), size=1, ttl_s=30, clock=clock, observe=lambda *a: seen.append(a))
+        leases.take("small")  # none ready yet
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert leases.take("small") is not None
+        leases.stale("small")
+        failing = PoolLeases(_opener([], fail=True), size=1, ttl_s=30, observe=lambda *a: seen.append(a))
+        failing.take("large")
+        await asyncio.sleep(0.01)
+        leases.close()
+        return seen
+
+    seen = run(main())
+    assert seen == [("small", "missed"), ("small", "taken"), ("small", "stale"), ("large", "missed"),
+                    ("large", "failed")]
