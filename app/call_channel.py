@@ -174,11 +174,6 @@ class ChannelClient:
                 if conn is not None:
                     conn[1].close()
                 raise
-            if kind not in ("ok", "error"):
-                conn[1].close()
-                self.counts["broken"] += 1
-                self.forget()
-                raise ChannelBroken(f"channel to {ep.host}:{ep.port} answered out of protocol")
             self._release(conn)
             if kind == "error":
                 raise value

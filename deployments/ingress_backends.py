@@ -113,16 +113,26 @@ class PoolHandles:
         return self.handles[pool].options(stream=True).lease.remote(ttl_s)
 
     def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self.leases is None:  # leases only exist with the relay
+            return self.plain_stream(pool, req)
+        lease = self.leases.take(pool)
+        set_attributes(**{"llmgw.pool.leased": lease is not None})
+        if lease is None:
+            return self.plain_stream(pool, req)
+        return LeaseOrCall(LeasedStream(lease, (req, inject_context()), self.relay),
+                           lambda: self.plain_stream(pool, req), lambda: self._lease_gone(pool))
+
+    def plain_stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """The stream's own Serve call: a relay ticket call, or handle items without the relay."""
         handle = self.handles[pool].options(stream=True)
         if self.relay is not None:
-            lease = self.leases.take(pool) if self.leases is not None else None
-            set_attributes(**{"llmgw.pool.leased": lease is not None})
-            if lease is not None:
-                return LeaseOrCall(LeasedStream(lease, (req, inject_context()), self.relay),
-                                   lambda: RelayStream(handle.relay.remote(req, inject_context()), self.relay),
-                                   lambda: self.leases.stale(pool))
             return RelayStream(handle.relay.remote(req, inject_context()), self.relay)
         return handle.stream.remote(req, inject_context())
+
+    def _lease_gone(self, pool: str) -> None:
+        """A taken lease failed before its first item: the plain call answers instead (not a pool failure)."""
+        self.leases.stale(pool)
+        set_attributes(**{"llmgw.pool.leased": False})
 
     async def generate(self, pool: str, req: GenerationRequest) -> GenerationChunk:
         leased = await self.generate_leased(pool, req)
@@ -144,8 +154,7 @@ class PoolHandles:
             try:
                 answer = await anext(stream)
             except RelayBroken:  # the lease was gone before the request ran: the caller makes the Serve call
-                self.leases.stale(pool)
-                set_attributes(**{"llmgw.pool.leased": False})
+                self._lease_gone(pool)
                 return None
             with contextlib.suppress(StopAsyncIteration):
                 await anext(stream)  # the end frame: the connection goes back to the pool

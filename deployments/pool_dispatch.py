@@ -65,8 +65,9 @@ class DispatchBoundedPools(PoolHandles):
         super().__init__(handles, relay=relay, leases=leases, lease_ttl_s=lease_ttl_s, unary_leases=unary_leases)
         self.dispatch_timeout_s = dispatch_timeout_s
 
-    def stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        inner = super().stream(pool, req)
+    def plain_stream(self, pool: str, req: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Bounded, also when it runs after a stale lease (a lease's own call was assigned when it was booked)."""
+        inner = super().plain_stream(pool, req)
         response = getattr(inner, "serve_stream", inner)  # the relay's Serve call, or the handle stream itself
         return DispatchBoundedStream(inner, response, self.dispatch_timeout_s)
 

@@ -124,3 +124,29 @@ def test_the_bound_reads_the_serve_call_behind_the_relay(relay: bool) -> None:
     pools = DispatchBoundedPools({"small": Handle()}, relay=relay, dispatch_timeout_s=1.0)
     stream = pools.stream("small", GenerationRequest("r", "small", prompt="hi"))
     assert stream.response is sentinel
+
+
+async def test_the_plain_call_after_a_stale_lease_is_bounded_by_its_dispatch_too() -> None:
+    import socket
+    from collections import deque
+
+    from app.errors import UpstreamError
+    from app.relay_lease import Lease
+    from app.stream_relay import RelayTicket
+
+    with socket.socket() as s:  # a port nothing listens on: the replica that issued the lease is gone
+        s.bind(("127.0.0.1", 0))
+        gone = s.getsockname()[1]
+    handle = FakeStreamHandle("small", assign_s=None)  # and no replica takes the plain call either
+    handle.relay = handle
+    pools = DispatchBoundedPools({"small": handle}, relay=True, dispatch_timeout_s=0.2, leases=1)
+    lease_call = FakeStream("lease", assign_s=0.0)
+    stale = Lease(lease_call, RelayTicket("127.0.0.1", gone, "t"), time.monotonic() + 30)
+    pools.leases._ready["small"] = deque([stale])
+    stream = pools.stream("small", GenerationRequest("r", "small", prompt="hi"))
+    start = time.monotonic()
+    with pytest.raises(UpstreamError) as info:
+        await anext(stream)
+    assert info.value.code == "pool_unavailable" and time.monotonic() - start < 2.0
+    assert pools.leases.counts["stale"] == 1 and lease_call.cancelled and handle.calls[-1].cancelled
+    pools.leases.close()
