@@ -12,6 +12,7 @@ from app.caching.keys import CacheQuery
 from app.call_channel import ChannelBroken, ChannelClient
 from app.config import GatewayConfig
 from app.generation import GenerationChunk, GenerationRequest
+from app.observability import metrics
 from app.observability.tracing import inject_context, set_attributes, start_span
 from app.relay_lease import LeasedStream, LeaseOrCall, PoolLeases
 from app.route_decision import RouteDecision
@@ -91,9 +92,7 @@ class CacheHandle:
 
 
 def _count_lease(pool: str, outcome: str) -> None:
-    from app.observability.metrics import POOL_LEASES
-
-    POOL_LEASES.labels(pool=pool, outcome=outcome).inc()
+    metrics.POOL_LEASES.labels(pool=pool, outcome=outcome).inc()
 
 
 class PoolHandles:
