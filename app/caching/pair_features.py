@@ -61,11 +61,12 @@ def _stem(word: str) -> str:
 def hard_veto(a: str, b: str) -> str | None:
     """A reason the two questions cannot share an answer, whatever their similarity; else None.
 
-    Different numbers, a negation on one side only, or an antonym swapped in: the look-alikes that
-    embeddings rate as near-identical.
+    Different numbers (or the same numbers swapped in an otherwise identical question: "18 minus 3" vs
+    "3 minus 18"), a negation on one side only, or an antonym swapped in: the look-alikes that embeddings
+    rate as near-identical.
     """
     ta, tb = _tokens(a), _tokens(b)
-    if set(_NUMBER.findall(a)) != set(_NUMBER.findall(b)):
+    if set(_NUMBER.findall(a)) != set(_NUMBER.findall(b)) or _numbers_swapped(ta, tb):
         return "numbers"
     if (sum(t in NEGATIONS for t in ta) > 0) != (sum(t in NEGATIONS for t in tb) > 0):
         return "negation"
@@ -75,6 +76,14 @@ def hard_veto(a: str, b: str) -> str | None:
             if frozenset((x, y)) in _ANTONYM_PAIRS:
                 return "antonym"
     return None
+
+
+def _numbers_swapped(ta: list[str], tb: list[str]) -> bool:
+    """Same words in the same order, numbers in another order (none such among QQP's 20,000 dev pairs)."""
+    na, nb = [t for t in ta if _NUMBER.fullmatch(t)], [t for t in tb if _NUMBER.fullmatch(t)]
+    if len(na) < 2 or na == nb or len(ta) != len(tb):
+        return False
+    return all(x == y or (_NUMBER.fullmatch(x) and _NUMBER.fullmatch(y)) for x, y in zip(ta, tb, strict=True))
 
 
 def _wh(tokens: list[str]) -> str:

@@ -174,6 +174,9 @@ def test_bypass_policy(kw: dict, reason: str | None) -> None:
 
 def test_hard_vetoes() -> None:
     assert hard_veto("run 10 miles", "run 100 miles") == "numbers"
+    assert hard_veto("what is 18 minus 3", "what is 3 minus 18") == "numbers"  # same numbers, swapped
+    assert hard_veto("request 3 round 18", "request 18 round 3") == "numbers"
+    assert hard_veto("ban of 500 and 1000 notes", "why ban the 1000 and 500 notes") is None  # reworded: order free
     assert hard_veto("Is it safe?", "Is it not safe?") == "negation"
     assert hard_veto("Is the store open on Sundays?", "Is the store closed on Sundays?") == "antonym"
     assert hard_veto("How do I reset my password?", "How can I reset my password?") is None
