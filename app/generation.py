@@ -29,6 +29,8 @@ class SamplingOptions:
     structured: dict[str, Any] | None = None
     logprobs: int | None = None  # None: off; k >= 0: the sampled token's logprob plus the top k
     logit_bias: dict[str, float] | None = None  # token id (as a string, OpenAI's shape) -> bias -100..100
+    ignore_eos: bool = False  # vLLM's: generate to max_tokens even past the end-of-sequence token
+    min_tokens: int = 0  # vLLM's: no end-of-sequence (or stop string) before this many tokens
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -43,6 +45,9 @@ class SamplingOptions:
         # Only when set, so the cache keys of plain requests are unchanged.
         for name in ("structured", "logprobs", "logit_bias"):
             if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        for name in ("ignore_eos", "min_tokens"):
+            if getattr(self, name):
                 out[name] = getattr(self, name)
         return out
 
@@ -76,6 +81,10 @@ class GenerationRequest:
             out.add("logprobs")
         if self.sampling.logit_bias:
             out.add("logit_bias")
+        if self.sampling.ignore_eos:
+            out.add("ignore_eos")  # vLLM's own: no provider's wire has it
+        if self.sampling.min_tokens:
+            out.add("min_tokens")
         return frozenset(out)
 
     @property

@@ -166,6 +166,9 @@ class _SamplingFields(_TopLevel):
     logit_bias: dict[str, StrictFloat] | None = None
     user: str | None = None
     cache: StrictBool | None = None  # gateway extension: false bypasses the response cache
+    # vLLM's extra sampling parameters (its OpenAI server takes them too): fixed-length answers for load tests
+    ignore_eos: StrictBool | None = None
+    min_tokens: StrictInt | None = Field(default=None, ge=0, le=MAX_TOKENS_LIMIT)
 
     @field_validator("stop")
     @classmethod
@@ -194,11 +197,22 @@ class _SamplingFields(_TopLevel):
         if self.stream_options is not None and self.stream_options.include_obfuscation:
             raise _refuse("stream_options.include_obfuscation", "no obfuscation padding is added")
         self.stream = bool(self.stream)
+        asked = self.effective_max_tokens()
+        if self.min_tokens and asked is not None and self.min_tokens > asked:
+            raise InvalidRequestError(f"'min_tokens' ({self.min_tokens}) must not exceed the maximum of {asked} "
+                                      "tokens asked for.", param="min_tokens")
         if self.presence_penalty is None:
             self.presence_penalty = 0.0
         if self.frequency_penalty is None:
             self.frequency_penalty = 0.0
         return self
+
+    def effective_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def vllm_fields(self) -> dict[str, Any]:
+        """vLLM's extras for SamplingOptions (only when set: a plain request's cache key is unchanged)."""
+        return {"ignore_eos": bool(self.ignore_eos), "min_tokens": self.min_tokens or 0}
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -293,7 +307,8 @@ class ChatCompletionRequest(_SamplingFields):
 
     def sampling_fields(self) -> dict[str, Any]:
         """Keyword arguments for SamplingOptions beyond the basic ones (structured, logprobs, logit_bias)."""
-        return {"structured": self._structured, "logprobs": self.engine_logprobs(), "logit_bias": self.logit_bias}
+        return {"structured": self._structured, "logprobs": self.engine_logprobs(), "logit_bias": self.logit_bias,
+                **self.vllm_fields()}
 
     _tools: Any = None
     _tool_choice: Any = None
@@ -326,11 +341,8 @@ class CompletionRequest(_SamplingFields):
             return str(self.prompt[0])
         return self.prompt
 
-    def effective_max_tokens(self) -> int | None:
-        return self.max_tokens
-
     def generation_fields(self) -> dict[str, Any]:
         return {"prompt": self.prompt_text()}
 
     def sampling_fields(self) -> dict[str, Any]:
-        return {"logprobs": self.logprobs, "logit_bias": self.logit_bias}
+        return {"logprobs": self.logprobs, "logit_bias": self.logit_bias, **self.vllm_fields()}

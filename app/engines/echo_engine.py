@@ -19,7 +19,8 @@ class EchoEngine:
         self.counters["requests"] += 1
         words = req.last_user_text().split() or ["ok"]
         limit = req.sampling.max_tokens or len(words)
-        words = words[:limit]
+        want = limit if req.sampling.ignore_eos else max(len(words), req.sampling.min_tokens)
+        words = (words * (want // len(words) + 1))[:min(want, limit)]  # the words again, as far as asked
         for i, word in enumerate(words):
             last = i == len(words) - 1
             finish = ("length" if len(words) == limit else "stop") if last else None

@@ -102,6 +102,8 @@ class VLLMEngine:
             seed=s.seed,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
+            ignore_eos=s.ignore_eos,
+            min_tokens=min(s.min_tokens, max_tokens),
             logprobs=s.logprobs,
             logit_bias=self._guided_bias(self._logit_bias(s.logit_bias), structured is not None),
             structured_outputs=structured,

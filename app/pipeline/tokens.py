@@ -44,5 +44,10 @@ class CountTokens:
                     f"This model's maximum context length is {limit} tokens; the prompt has "
                     f"{ctx.prompt_tokens} tokens, leaving no room for a completion. Shorten the prompt.",
                     param=param)
-            ctx.max_tokens = max(1, min(self.config.ingress.default_max_tokens, room))
+            floor = ctx.parsed.min_tokens or 0  # an asked-for minimum lifts the default maximum
+            if counter.exact and floor > room:
+                raise ContextLengthError(
+                    f"This model's maximum context length is {limit} tokens; the prompt has {ctx.prompt_tokens} "
+                    f"tokens, leaving room for {room}, fewer than 'min_tokens' ({floor}).", param="min_tokens")
+            ctx.max_tokens = max(1, floor, min(self.config.ingress.default_max_tokens, room))
         gen.sampling.max_tokens = ctx.max_tokens

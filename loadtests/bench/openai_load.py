@@ -46,9 +46,11 @@ def _first_error(status: int, text: str) -> None:
 
 
 async def _one(client: httpx.AsyncClient, url: str, model: str, max_tokens: int, stream: bool, i: int):
-    # The same body for every target. No vLLM-only `ignore_eos`: the gateway refuses fields it does not
-    # honour (400 unknown_parameter); tokens/s counts the tokens each answer really had.
+    # The same body for every target: vLLM's `ignore_eos` (bare vLLM, Serve LLM and the gateway all honour it)
+    # makes every answer max_tokens long, so no arm is favoured by answers that ended early; tokens/s still
+    # counts the tokens each answer reported.
     body = {"model": model, "max_tokens": max_tokens, "temperature": 1.0, "stream": stream, "cache": False,
+            "ignore_eos": True,
             "messages": [{"role": "user", "content": f"Tell me a long story, number {i}."}]}
     if stream:
         body["stream_options"] = {"include_usage": True}

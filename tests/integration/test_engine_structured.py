@@ -56,7 +56,8 @@ def run(engine, req: GenerationRequest):
 def chat(rid: str, *, max_tokens: int = 200, seed: int = 0, **kw) -> GenerationRequest:
     sampling = SamplingOptions(max_tokens=max_tokens, temperature=1.0, seed=seed,
                                structured=kw.pop("structured", None), logprobs=kw.pop("logprobs", None),
-                               logit_bias=kw.pop("logit_bias", None))
+                               logit_bias=kw.pop("logit_bias", None), ignore_eos=kw.pop("ignore_eos", False),
+                               min_tokens=kw.pop("min_tokens", 0))
     return GenerationRequest(rid, "tiny-small", messages=[{"role": "user", "content": "Where do you live?"}],
                              sampling=sampling, **kw)
 
@@ -120,7 +121,7 @@ def test_tool_history_renders_and_auto_answers(engine) -> None:
 
 
 def test_logprobs_and_logit_bias(engine) -> None:
-    out = run(engine, chat("lp", max_tokens=5, logprobs=3))
+    out = run(engine, chat("lp", max_tokens=5, logprobs=3, ignore_eos=True))
     assert len(out.logprobs) == out.completion_tokens == 5
     for e in out.logprobs:
         assert e["logprob"] <= 0 and len(e["top_logprobs"]) == 3 and e["bytes"] == list(e["token"].encode())
@@ -139,3 +140,15 @@ def test_guided_strings_never_carry_raw_control_characters(engine) -> None:
         assert not any(ord(c) < 0x20 for c in out.text), repr(out.text)
         if out.finish_reason == "stop":
             Draft202012Validator(schema).validate(json.loads(out.text))
+
+
+def test_ignore_eos_and_min_tokens_reach_the_sampler(engine) -> None:
+    """With the end-of-sequence token forced by logit_bias: it ends the answer at once; ``min_tokens`` holds it
+    off that long; ``ignore_eos`` runs on to max_tokens."""
+    eos = {str(engine.tokenizer.eos_token_id): 100}
+    ended = run(engine, chat("eos", max_tokens=12, logit_bias=eos))
+    held = run(engine, chat("min", max_tokens=12, logit_bias=eos, min_tokens=5))
+    ignored = run(engine, chat("ign", max_tokens=12, logit_bias=eos, ignore_eos=True))
+    assert ended.finish_reason == "stop" and ended.completion_tokens <= 1, ended
+    assert held.finish_reason == "stop" and 5 <= held.completion_tokens <= 6, held
+    assert ignored.finish_reason == "length" and ignored.completion_tokens == 12, ignored

@@ -39,7 +39,8 @@ def test_greedy_is_deterministic_and_pools_differ(gateway_url: str) -> None:
 
 
 def test_legacy_completion(gateway_url: str) -> None:
-    resp = _client(gateway_url).completions.create(model="tiny-small", prompt="Once upon a time", max_tokens=5)
+    resp = _client(gateway_url).completions.create(model="tiny-small", prompt="Once upon a time", max_tokens=5,
+                                                  extra_body={"ignore_eos": True})
     assert resp.object == "text_completion"
     assert resp.usage.completion_tokens == 5 and resp.choices[0].text
 
@@ -51,6 +52,7 @@ def test_streaming_chat_with_usage(gateway_url: str) -> None:
         max_tokens=10,
         stream=True,
         stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},  # the tiny random model could end early otherwise
     )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -58,6 +60,29 @@ def test_streaming_chat_with_usage(gateway_url: str) -> None:
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert text and finishes == ["length"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
+
+
+def test_vllm_extras_through_the_gateway(gateway_url: str) -> None:
+    """``ignore_eos`` / ``min_tokens`` reach the pool's sampler: with the end token forced by logit_bias the answer
+    ends at once, ``min_tokens`` holds it off, ``ignore_eos`` runs to max_tokens (unary and streamed)."""
+    client = _client(gateway_url)
+    msgs = [{"role": "user", "content": "Count to ten."}]
+    eos = {"logit_bias": {"2": 100}, "cache": False}  # "</s>" is id 2 in the tiny models' tokenizer
+
+    def ask(**extra):
+        return client.chat.completions.create(model="small", messages=msgs, max_tokens=12, extra_body={**eos, **extra})
+
+    ended, held, ran = ask(), ask(min_tokens=5), ask(ignore_eos=True)
+    assert ended.choices[0].finish_reason == "stop" and ended.usage.completion_tokens <= 1
+    assert held.choices[0].finish_reason == "stop" and 5 <= held.usage.completion_tokens <= 6
+    assert ran.choices[0].finish_reason == "length" and ran.usage.completion_tokens == 12
+    chunks = list(client.chat.completions.create(model="small", messages=msgs, max_tokens=12, stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 extra_body={**eos, "ignore_eos": True}))
+    assert chunks[-1].usage.completion_tokens == 12
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="small", messages=msgs, max_tokens=4, extra_body={"min_tokens": 5})
+    assert err.value.body["param"] == "min_tokens"
 
 
 def test_streaming_without_usage_has_no_usage_chunk(gateway_url: str) -> None:

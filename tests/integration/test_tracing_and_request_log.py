@@ -62,7 +62,7 @@ def test_cache_miss_then_hit_traces(client) -> None:
 def test_request_log_redacts_and_filters_by_tenant(client) -> None:
     secret = "Email me at jane.doe@example.com"
     tag = uuid.uuid4().hex[:8]
-    body = {"model": "small", "max_tokens": 4, "cache": False,
+    body = {"model": "small", "max_tokens": 4, "cache": False, "ignore_eos": True,
             "messages": [{"role": "user", "content": f"{secret} {tag}"}]}
     resp = client.post("/v1/chat/completions", json=body, headers={"x-llmgw-tenant": "logger"})
     assert resp.status_code == 200

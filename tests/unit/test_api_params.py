@@ -147,7 +147,8 @@ def test_honoured_fields_reach_the_generation_request() -> None:
     assert gen["messages"][2]["content"] == "" and gen["messages"][3]["tool_call_id"] == "call_1"
     assert gen["tools"] == [TOOL] and gen["parallel_tool_calls"] is False
     assert gen["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
-    assert req.sampling_fields() == {"structured": None, "logprobs": 2, "logit_bias": {"17": -100}}
+    assert req.sampling_fields() == {"structured": None, "logprobs": 2, "logit_bias": {"17": -100},
+                                     "ignore_eos": False, "min_tokens": 0}
     assert req.extensions == {"prompt_ref": {"name": "x"}} and req.include_usage
 
 
@@ -160,7 +161,7 @@ def test_response_format_variants() -> None:
 
 def test_completions_parameters() -> None:
     assert CompletionRequest.model_validate({"model": "m", "prompt": "x", "logprobs": 2}).sampling_fields() == {
-        "logprobs": 2, "logit_bias": None}
+        "logprobs": 2, "logit_bias": None, "ignore_eos": False, "min_tokens": 0}
     for fields, param in (({"echo": True}, "echo"), ({"best_of": 2}, "best_of"), ({"suffix": "x"}, "suffix"),
                           ({"prompt": [1, 2, 3]}, "prompt"), ({"logprobs": 6}, "logprobs"), ({"n": 3}, "n"),
                           ({"tools": [TOOL]}, "tools")):
@@ -178,3 +179,25 @@ def test_chat_response_with_tool_calls_and_logprobs() -> None:
     assert choice["logprobs"] == {"content": lp, "refusal": None}
     assert chat_response("id", "m", "hi", "stop", 1, 1)["choices"][0]["message"] == {"role": "assistant",
                                                                                       "content": "hi"}
+
+
+def test_vllm_extras_ignore_eos_and_min_tokens() -> None:
+    """vLLM's own sampling extras (what load testers send for fixed-length answers): honoured, typed, bounded."""
+    from app.generation import GenerationRequest, SamplingOptions
+    from app.pipeline.build_request import generation_request
+
+    for model, body in ((ChatCompletionRequest, chat()), (CompletionRequest, {"model": "m", "prompt": "x"})):
+        req = model.model_validate({**body, "ignore_eos": True, "min_tokens": 4, "max_tokens": 8})
+        gen = generation_request(req, "r1", "t")
+        assert (gen.sampling.ignore_eos, gen.sampling.min_tokens) == (True, 4)
+        assert {"ignore_eos", "min_tokens"} <= gen.needs()  # no provider's wire has them: providers are skipped
+        assert gen.sampling.as_dict()["ignore_eos"] is True  # part of the cache key
+        plain = generation_request(model.model_validate({**body, "max_tokens": 8}), "r2", "t")
+        assert "ignore_eos" not in plain.sampling.as_dict() and not plain.needs()  # plain keys unchanged
+    assert SamplingOptions().as_dict() == GenerationRequest("r", "m", prompt="x").sampling.as_dict()
+    for fields, param in (({"min_tokens": 9, "max_tokens": 8}, "min_tokens"),
+                          ({"min_tokens": 9, "max_completion_tokens": 8}, "min_tokens"),
+                          ({"min_tokens": -1}, "min_tokens"), ({"ignore_eos": "true"}, "ignore_eos"),
+                          ({"min_tokens": "3"}, "min_tokens")):
+        err = error_for(chat(**fields))
+        assert err.status_code == 400 and err.param == param, (fields, err.to_dict())
