@@ -6,6 +6,7 @@ Custom metrics are locust request events with their own ``request_type`` so they
 aggregate (custom rows excluded) is written to ``$LLMGW_LOCUST_SUMMARY`` if set.
 
 Environment: ``LLMGW_MODEL`` (default ``auto``), ``LLMGW_MAX_TOKENS`` (default 32),
+``LLMGW_IGNORE_EOS=1`` (vLLM's ``ignore_eos``: every answer ``max_tokens`` long, for fixed-length load),
 ``LLMGW_API_KEY`` (sent as Bearer if set), ``LLMGW_TENANT`` (sent as ``x-llmgw-tenant`` if set).
 """
 
@@ -47,6 +48,8 @@ def chat_body(prompt: str, stream: bool = False, max_tokens: int | None = None, 
     body = {"model": model or os.environ.get("LLMGW_MODEL", "auto"),
             "max_tokens": max_tokens or int(os.environ.get("LLMGW_MAX_TOKENS", "32")),
             "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    if os.environ.get("LLMGW_IGNORE_EOS", "").lower() in ("1", "true", "yes"):
+        body["ignore_eos"] = True
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body

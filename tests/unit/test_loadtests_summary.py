@@ -73,3 +73,22 @@ def test_cli_runs_a_scenario(echo_url: str, tmp_path) -> None:
 def test_burst_shape_spikes_in_the_middle() -> None:
     assert [phase_users(t, 100, 50) for t in (0, 29, 30, 59, 60, 99)] == [10, 10, 50, 50, 10, 10]
     assert phase_users(100, 100, 50) is None
+
+
+
+def test_chat_body_sends_ignore_eos_only_when_asked() -> None:
+    """In a process of its own: importing locust monkey-patches the interpreter (gevent)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from loadtests.scenarios.common import chat_body; from app.schemas import "
+            "ChatCompletionRequest as R; b = chat_body('hi', stream=True); R.model_validate(b); print(json.dumps(b))")
+    bodies = []
+    for flag in ("", "1"):
+        env = {**os.environ, "LLMGW_IGNORE_EOS": flag}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        bodies.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "ignore_eos" not in bodies[0] and bodies[1]["ignore_eos"] is True  # and the gateway's schema takes it
