@@ -9,6 +9,7 @@ it); ``logprobs`` adds OpenAI logprob entries."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -81,8 +82,20 @@ class FakeProvider:
         return self
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        """Close the server and end the open handlers on the loop itself (a handler left suspended is finalised
+        later by the GC, closing its writer on a dead loop: "Event loop is closed" warnings), then stop."""
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        with contextlib.suppress(Exception):  # best effort: the loop stops either way
+            done.result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
