@@ -292,6 +292,11 @@ class ChatCompletionRequest(_SamplingFields):
                                       param="response_format")
         self._tools, self._tool_choice = check_tools(self.tools, self.tool_choice, self.parallel_tool_calls)
         self._structured = response_format_dict(self.response_format)
+        forced = self._structured is not None or (self.tools and self.tool_choice not in (None, "none", "auto"))
+        for name in ("ignore_eos", "min_tokens"):  # guided decoding ends on the grammar's end token: keep it
+            if getattr(self, name) and forced:
+                raise InvalidRequestError(f"'{name}' cannot be combined with 'response_format' or a forced "
+                                          "'tool_choice' (the grammar's end must end the answer).", param=name)
         return self
 
     def effective_max_tokens(self) -> int | None:

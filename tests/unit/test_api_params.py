@@ -198,6 +198,10 @@ def test_vllm_extras_ignore_eos_and_min_tokens() -> None:
     for fields, param in (({"min_tokens": 9, "max_tokens": 8}, "min_tokens"),
                           ({"min_tokens": 9, "max_completion_tokens": 8}, "min_tokens"),
                           ({"min_tokens": -1}, "min_tokens"), ({"ignore_eos": "true"}, "ignore_eos"),
-                          ({"min_tokens": "3"}, "min_tokens")):
+                          ({"min_tokens": "3"}, "min_tokens"),
+                          ({"ignore_eos": True, "response_format": {"type": "json_object"}}, "ignore_eos"),
+                          ({"min_tokens": 2, "tools": [TOOL], "tool_choice": "required"}, "min_tokens")):
         err = error_for(chat(**fields))
         assert err.status_code == 400 and err.param == param, (fields, err.to_dict())
+    auto = ChatCompletionRequest.model_validate(chat(ignore_eos=True, tools=[TOOL], tool_choice="auto"))
+    assert auto.ignore_eos  # unguided tool calls may run to max_tokens
