@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -30,8 +31,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+_PORTS = range(20000, 32000)  # below Linux's ephemeral range (outgoing connections) and above Ray's worker ports
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port that binds now, outside the ranges the OS and Ray hand out on their own: a port taken from the
+    ephemeral range can be given to an outgoing connection before the process meant for it binds (seen: a
+    head's client server failed with "Address already in use")."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # everything tried was taken: the OS's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -69,10 +85,24 @@ class LocalCluster:
                                             start_new_session=True)
 
     def start_head(self, num_cpus: int | None = None, resources: dict[str, float] | None = None,
-                   timeout: float = 120) -> None:
-        self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-port", str(self.dashboard_port),
-                             "--ray-client-server-port", str(free_port()), "--include-dashboard", "true"],
-                    num_cpus, resources)
+                   timeout: float = 120, attempts: int = 2) -> None:
+        """Start the head; a head whose port was taken meanwhile ("already in use") starts again on new ports."""
+        for attempt in range(1, attempts + 1):
+            self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-port",
+                                 str(self.dashboard_port), "--ray-client-server-port", str(free_port()),
+                                 "--include-dashboard", "true"], num_cpus, resources)
+            try:
+                return self._head_up(timeout)
+            except RuntimeError as exc:
+                if attempt == attempts or "already in use" not in str(exc):
+                    raise
+                warnings.warn("ray start head lost a port to another process; starting it again", stacklevel=2)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.nodes.pop("head").pid, signal.SIGKILL)
+                time.sleep(5)
+                self.gcs_port, self.dashboard_port = free_port(), free_port()
+
+    def _head_up(self, timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             self._check_alive("head")
