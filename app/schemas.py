@@ -287,14 +287,14 @@ class ChatCompletionRequest(_SamplingFields):
         if self.parallel_tool_calls is not None and not self.tools:
             raise InvalidRequestError("'parallel_tool_calls' is only allowed when 'tools' are specified.",
                                       param="parallel_tool_calls")
-        if self.response_format is not None and self.tools and self.tool_choice not in (None, "none", "auto"):
+        forced_tool = bool(self.tools) and self.tool_choice not in (None, "none", "auto")
+        if self.response_format is not None and forced_tool:
             raise InvalidRequestError("'response_format' cannot be combined with a forced 'tool_choice'.",
                                       param="response_format")
         self._tools, self._tool_choice = check_tools(self.tools, self.tool_choice, self.parallel_tool_calls)
         self._structured = response_format_dict(self.response_format)
-        forced = self._structured is not None or (self.tools and self.tool_choice not in (None, "none", "auto"))
         for name in ("ignore_eos", "min_tokens"):  # guided decoding ends on the grammar's end token: keep it
-            if getattr(self, name) and forced:
+            if getattr(self, name) and (self._structured is not None or forced_tool):
                 raise InvalidRequestError(f"'{name}' cannot be combined with 'response_format' or a forced "
                                           "'tool_choice' (the grammar's end must end the answer).", param=name)
         return self

@@ -44,7 +44,7 @@ class CountTokens:
                     f"This model's maximum context length is {limit} tokens; the prompt has "
                     f"{ctx.prompt_tokens} tokens, leaving no room for a completion. Shorten the prompt.",
                     param=param)
-            floor = ctx.parsed.min_tokens or 0  # an asked-for minimum lifts the default maximum
+            floor = gen.sampling.min_tokens  # an asked-for minimum lifts the default maximum
             if counter.exact and floor > room:
                 raise ContextLengthError(
                     f"This model's maximum context length is {limit} tokens; the prompt has {ctx.prompt_tokens} "
