@@ -60,9 +60,9 @@ def start_gateway(
     app_args = gateway_args(data) if "applications" in data else data  # per-pool apps: run as one app here
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("RAY_worker_niceness", "0")  # Ray nices workers to 15; the engines must not starve
-    from app.serve_env import apply_serve_env
+    from app.serve_env import apply_gateway_env
 
-    apply_serve_env()  # HAProxy front door + throughput-optimised Serve, unless the environment says otherwise
+    apply_gateway_env()  # HAProxy, throughput-optimised Serve, the int8 prefilter, unless the environment says no
     from app.observability.metrics import prepare_multiprocess_dir
 
     # Every process Ray starts from here inherits the metrics dir: /metrics merges the replicas' samples.

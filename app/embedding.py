@@ -27,6 +27,9 @@ class Embedder:
     ``encode`` runs on ONNX Runtime (``app.embedding_onnx``: the same vectors, ~2-3x less CPU) unless
     ``LLMGW_EMBED_BACKEND=torch``, or the export fails (then torch, with a warning). ``model`` (the
     sentence-transformers model) loads on first use, for callers that need token vectors (the cache verifier).
+    With ``onnx-int8-prefilter`` ``encode`` is int8 (the hot path: router, guard, the cache's index search) and
+    ``full`` (token views and sentence vectors for the verifier, ``encode_full`` for ``/v1/embeddings``) is the
+    fp32 model, loaded on first use.
     """
 
     def __init__(self, device: str = "cpu", backend: str | None = None) -> None:
@@ -36,12 +39,13 @@ class Embedder:
         self.dim = EMBEDDING_DIM
         self._model = None
         self._onnx = None
+        self._full = None
         self.backend = backend or embed_backend()
-        if self.backend in ("onnx", "onnx-int8"):
+        if self.backend in ONNX_BACKENDS:
             try:
                 from app.embedding_onnx import OnnxMiniLM
 
-                self._onnx = OnnxMiniLM.load(threads=embed_threads(), int8=self.backend == "onnx-int8")
+                self._onnx = OnnxMiniLM.load(threads=embed_threads(), int8=self.backend != "onnx")
             except Exception as exc:  # no onnxruntime, unwritable cache dir, ...: torch gives the same vectors
                 logging.getLogger(__name__).warning("ONNX embedding unavailable (%s); using torch", exc)
                 self.backend = "torch"
@@ -50,6 +54,25 @@ class Embedder:
     def onnx(self):
         """The ONNX Runtime model (``app.embedding_onnx.OnnxMiniLM``), or None on the torch backend."""
         return self._onnx
+
+    @property
+    def full(self):
+        """The ONNX model the cache verifier reads token views (and, with the prefilter, sentence vectors) from:
+        fp32 with ``onnx-int8-prefilter``, else the ``encode`` model; None on the torch backend."""
+        if self.backend != PREFILTER or self._onnx is None:
+            return self._onnx
+        if self._full is None:
+            with _lock:
+                if self._full is None:
+                    from app.embedding_onnx import OnnxMiniLM
+
+                    self._full = OnnxMiniLM.load(threads=embed_threads())
+        return self._full
+
+    def encode_full(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Full-precision vectors where the backend has them (``/v1/embeddings``); ``encode`` otherwise."""
+        full = self.full
+        return full.encode(list(texts), batch_size) if full is not None else self.encode(texts, batch_size)
 
     @property
     def model(self):
@@ -93,21 +116,33 @@ class EmbeddingMemo(LRUMemo[np.ndarray]):
         super().put(key, value)
 
 
+PREFILTER = "onnx-int8-prefilter"
+ONNX_BACKENDS = ("onnx", "onnx-int8", PREFILTER)
+BACKENDS = (*ONNX_BACKENDS, "torch")
+
+
 def embed_backend() -> str:
-    """``LLMGW_EMBED_BACKEND``: ``onnx`` (default), ``torch`` (the same vectors) or ``onnx-int8`` (other vectors)."""
+    """``LLMGW_EMBED_BACKEND``: ``onnx`` (default), ``torch`` (the same vectors), ``onnx-int8`` (other vectors
+    everywhere) or ``onnx-int8-prefilter`` (int8 sentence vectors; the cache verifier decides on fp32 ones)."""
     return os.environ.get("LLMGW_EMBED_BACKEND", "onnx")
 
 
 def embedding_kind() -> str:
-    """What kind of vectors this process makes: ``minilm-fp32`` (onnx and torch: the same) or ``minilm-int8``.
-    Stored cache entries carry it; vectors of another kind are not put in the semantic index."""
-    return "minilm-int8" if embed_backend() == "onnx-int8" else "minilm-fp32"
+    """What kind of sentence vectors ``encode`` makes: ``minilm-fp32`` (onnx and torch: the same) or ``minilm-int8``
+    (onnx-int8 and the prefilter). Stored cache entries carry it; vectors of another kind are not put in the index."""
+    return "minilm-fp32" if embed_backend() in ("onnx", "torch") else "minilm-int8"
+
+
+def verifies_full_precision() -> bool:
+    """True with the prefilter: the index is searched with int8 vectors, but the cache replica embeds each
+    candidate pair again in fp32 (the verifier's own forward) and gates and verifies on those vectors."""
+    return embed_backend() == PREFILTER
 
 
 def emb_cache_dir(root: str | Path) -> Path:
     """Where offline tools cache vectors: ``.cache/emb`` for the full-precision vectors (onnx and torch give the
     same), a folder of its own for int8 ones, so an evaluation never reads vectors of the other kind."""
-    return Path(root) / ".cache" / ("emb-int8" if embed_backend() == "onnx-int8" else "emb")
+    return Path(root) / ".cache" / ("emb" if embedding_kind() == "minilm-fp32" else "emb-int8")
 
 
 def embed_threads() -> int:

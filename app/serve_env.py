@@ -25,6 +25,21 @@ from collections.abc import Iterator
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
              "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
 
+# The gateway's own runtime default, set where the gateway runs (``llmgw run``, the test graph, every cluster node)
+# but not for the offline tools (training and evaluation read full-precision vectors unless told otherwise): int8
+# MiniLM on the hot path (router, guard, cache index search), fp32 for the cache verifier and /v1/embeddings
+# (app/embedding.py, docs/decisions.md "Embedding runtime").
+GATEWAY_ENV = {"LLMGW_EMBED_BACKEND": "onnx-int8-prefilter"}
+NODE_ENV = {**SERVE_ENV, **GATEWAY_ENV}  # what a cluster node's environment carries
+
+
+def apply_gateway_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``apply_serve_env`` and the gateway's runtime defaults (``GATEWAY_ENV``), each only where unset."""
+    env = os.environ if environ is None else environ
+    for name, value in GATEWAY_ENV.items():
+        env.setdefault(name, value)
+    return {**apply_serve_env(env), **{name: env[name] for name in GATEWAY_ENV}}
+
 
 def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set every switch not already set; returns the values in force."""

@@ -41,7 +41,7 @@ class Router:
 
     async def embed_batch(self, texts: list[str]) -> list[list[float]]:
         """``/v1/embeddings``: unit-norm all-MiniLM-L6-v2 vectors of ``texts`` (checked by app.api.embeddings)."""
-        vectors = await asyncio.to_thread(self.embedder.encode, texts)
+        vectors = await asyncio.to_thread(self.embedder.encode_full, texts)  # fp32 under the int8 prefilter
         return [v.tolist() for v in vectors]
 
     async def analyze(self, text: str, classify: bool = True, carrier: dict[str, str] | None = None,

@@ -16,8 +16,9 @@ from app.caching.index import ScopedIndex
 from app.caching.keys import CacheQuery, context_key, exact_key, normalize, scope_key
 from app.caching.protection import EntryProtector
 from app.caching.settings import CacheConfig
-from app.caching.strictness import operating_point
-from app.embedding import embedding_kind
+from app.caching.strictness import OperatingPoint, operating_point
+from app.caching.token_features import encode_tokens
+from app.embedding import embedding_kind, verifies_full_precision
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class ResponseCache:
     def __init__(self, cfg: CacheConfig, verifier: Any | None = None) -> None:
         self.cfg = cfg
         self.embedding_kind = embedding_kind()  # stamped on stored entries; other kinds stay out of the index
+        self.refine = verifies_full_precision()  # int8 index search, fp32 gate and verifier (the prefilter)
         self.store = LRUStore(cfg.max_entries, cfg.max_bytes)
         self.index = ScopedIndex(expansion_search=cfg.ann_expansion_search)
         self.verifier = verifier
@@ -157,11 +159,11 @@ class ResponseCache:
                 return CacheHit(entry.response, "exact", 1.0)
         if self.cfg.semantic_enabled and q.embedding is not None:
             point = operating_point(self.cfg, q.strictness, getattr(self.verifier, "threshold", None))
-            candidates = await self._candidates(q, point.gate, now)
+            search_gate = point.gate - self.cfg.prefilter_margin if self.refine else point.gate
+            candidates = await self._candidates(q, search_gate, now)
             # All candidates in one go (one model forward), off the event loop.
-            verdicts = (await asyncio.to_thread(self._verified, q, [e for e, _ in candidates], point.threshold,
-                                                point.slot_veto) if candidates else [])
-            for (entry, sim), accepted in zip(candidates, verdicts, strict=True):
+            verdicts = await asyncio.to_thread(self._judge, q, candidates, point) if candidates else []
+            for entry, sim, accepted in verdicts:
                 if not accepted:
                     self._count(q.tenant, "verifier_rejected")
                     continue
@@ -171,16 +173,44 @@ class ResponseCache:
         self._count(q.tenant, "miss")
         return None
 
+    def _judge(self, q: CacheQuery, candidates: list[tuple[Entry, float]], point: OperatingPoint
+               ) -> list[tuple[Entry, float, bool]]:
+        """(entry, similarity, served?) per candidate, best first; with the prefilter, only those whose fp32
+        similarity reaches the gate, with that similarity."""
+        full = None
+        if self.refine:
+            candidates, full = self._full_precision(q, candidates, point.gate)
+            if not candidates:
+                return []
+        verdicts = self._verified(q, [e for e, _ in candidates], point.threshold, point.slot_veto, full)
+        return [(e, s, ok) for (e, s), ok in zip(candidates, verdicts, strict=True)]
+
+    def _full_precision(self, q: CacheQuery, found: list[tuple[Entry, float]], gate: float
+                        ) -> tuple[list[tuple[Entry, float]], tuple[np.ndarray, dict[int, np.ndarray]]]:
+        """The prefilter's second step: fp32 sentence vectors of the query and each candidate's question (one
+        forward, shared with the verifier's token views, remembered per text), and the candidates whose fp32
+        similarity reaches the level's gate, with that similarity."""
+        query = normalize(q.last_user_text())
+        texts = [query, *[e.question for e, _ in found]]
+        views = (self.verifier.token_views(texts) if hasattr(self.verifier, "token_views")
+                 else encode_tokens(texts))
+        eq = views[0].sentence
+        vectors = {e.id: v.sentence for (e, _), v in zip(found, views[1:], strict=True)}
+        kept = sorted(((e, float(np.dot(eq, vectors[e.id]))) for e, _ in found), key=lambda c: -c[1])
+        return [(e, s) for e, s in kept if s >= gate], (eq, vectors)
+
     def _verified(self, q: CacheQuery, entries: list[Entry], threshold: float | None = None,
-                  slot_veto: bool = False) -> list[bool]:
+                  slot_veto: bool = False, full: tuple[np.ndarray, dict[int, np.ndarray]] | None = None
+                  ) -> list[bool]:
         if self.verifier is None or not self.cfg.verifier_enabled:
             return [True] * len(entries)
         query = normalize(q.last_user_text())
+        eq, ec = (q.embedding, [e.embedding for e in entries]) if full is None else (
+            full[0], [full[1][e.id] for e in entries])
         if hasattr(self.verifier, "accept_many"):
             extra = {"slot_veto": True} if slot_veto else {}  # verifiers without the veto keep working
-            return self.verifier.accept_many(query, [e.question for e in entries], q.embedding,
-                                             [e.embedding for e in entries], threshold, **extra)
-        return [self.verifier.accept(query, e.question, q.embedding, e.embedding, threshold) for e in entries]
+            return self.verifier.accept_many(query, [e.question for e in entries], eq, ec, threshold, **extra)
+        return [self.verifier.accept(query, e.question, eq, c, threshold) for e, c in zip(entries, ec, strict=True)]
 
     async def _candidates(self, q: CacheQuery, min_sim: float, now: float, k: int = 4) -> list[tuple[Entry, float]]:
         found = []

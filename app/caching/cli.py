@@ -92,10 +92,17 @@ def evaluate(
                                       "added to the choose sets of the automatic balanced rule."),
     artifact: Path = typer.Option(None, help="Score this verifier artifact instead of the configured one "
                                   "(e.g. one built by `train-verifier --out`)."),
+    prefilter: bool = typer.Option(False, help="Score the int8 prefilter (LLMGW_EMBED_BACKEND=onnx-int8-prefilter): "
+                                   "its margin chosen on the choose sets, the pairs it loses on the report sets."),
 ) -> None:
     """Strict and balanced operating points on disjoint report splits, with bootstrap 95 % intervals."""
     if legacy:
         return _legacy_eval()
+    from app.embedding import embedding_kind
+
+    if prefilter and embedding_kind() != "minilm-fp32":
+        raise typer.BadParameter("--prefilter scores fp32 and int8 itself: run it on the fp32 backend "
+                                 "(LLMGW_EMBED_BACKEND unset)")
     from app.caching.loader import load_verifier
     from app.caching.quality import build_sets, choose_balanced, curve, hand_pairs, measure
     from app.caching.settings import CacheConfig
@@ -131,7 +138,10 @@ def evaluate(
     points = {level: operating_point(cfg, level, getattr(verifier, "threshold", None))
               for level in ("strict", "balanced")}
     points["strict + slot veto"] = type(points["strict"])(points["strict"].gate, points["strict"].threshold, True)
-    table = Table(title=f"report splits (never used to choose), verifier {verifier.version}")
+    if prefilter:
+        sets = _prefilter_sets(cfg, choose, sets, points)
+    table = Table(title=f"report splits (never used to choose), verifier {verifier.version}"
+                  + (f", int8 prefilter (margin {cfg.prefilter_margin:.2f})" if prefilter else ""))
     for col in ("set", "pairs (same/diff)", "level", "precision [95% CI]", "hit rate [95% CI]", "false hits"):
         table.add_column(col)
     for s in sets.values():
@@ -143,20 +153,13 @@ def evaluate(
                           f"{m['false_hits'][0]}/{m['false_hits'][1]}" if "false_hits" in m else "-")
     console.print(table)
     if report is not None:
-        import numpy as np
-
-        from app.caching.quality import ScoredPairs
+        from app.caching.quality import merged
         from app.routing.plots import Panel, write_report
 
-        qqp = [s for k, s in sets.items() if k.startswith("qqp")]
-        merged = ScoredPairs("QQP report splits", [], [], *[np.concatenate([getattr(s, f) for s in qqp])
-                                                            for f in ("same", "cosine", "proba", "slot")])
-        shown = [merged, sets["everyday_eval"]]
+        shown = [merged("QQP report splits", [s for k, s in sets.items() if k.startswith("qqp")]),
+                 sets["everyday_eval"]]
         if "ovos_r1" in sets:  # the outside set's two report groups, merged
-            ovos = [sets["ovos_r1"], sets["ovos_r2"]]
-            shown.append(ScoredPairs("outside: OVOS report groups", [], [],
-                                     *[np.concatenate([getattr(s, f) for s in ovos]) for f in ("same", "cosine",
-                                                                                              "proba", "slot")]))
+            shown.append(merged("outside: OVOS report groups", [sets["ovos_r1"], sets["ovos_r2"]]))
         panels = []
         for s in shown:
             curves = {f"gate {points['strict'].gate:.2f}": curve(s, points["strict"].gate),
@@ -172,6 +175,34 @@ def evaluate(
                                 ylim=(0.0 if s.name.startswith("outside") else 0.5, 1.02)))
         write_report(report, f"semantic cache, verifier {verifier.version}: precision vs hit rate", panels)
         console.print(f"wrote {report}")
+
+
+def _prefilter_sets(cfg, choose: dict, sets: dict, points: dict) -> dict:
+    """The report sets as the int8 prefilter serves them, after printing its chosen margin and what it loses."""
+    from dataclasses import replace
+
+    from app.caching.prefilter import MARGINS, choose_margin, int8_encoder, losses, with_search
+
+    encode = int8_encoder()
+    levels = {k: points[k] for k in ("strict", "balanced")}
+    margin, info = choose_margin(choose, levels, encode)
+    console.print(f"prefilter margin chosen on the choose sets (largest fp32 -> int8 cosine drop of a pair over a "
+                  f"gate): {margin:.2f} ({ {k: round(v, 4) for k, v in info.items()} }); configured: "
+                  f"{cfg.prefilter_margin:.2f}")
+    out = {k: with_search(s, encode, cfg.prefilter_margin) for k, s in sets.items()}
+    report_lost = {m: sum(v["lost_true"] for s in out.values() for v in losses(replace(s, margin=m), levels).values())
+                   for m in MARGINS}
+    console.print(f"  served true duplicates lost per margin on the report splits (not used to choose): {report_lost}")
+    table = Table(title="int8 prefilter vs the fp32 cache on the report splits (fp32 gate and verifier after it)")
+    for col in ("set", "level", "served lost: true / false", "int8 search passes", "fp32 gate passes",
+                "extra fp32 forwards"):
+        table.add_column(col)
+    for s in out.values():
+        for level, v in losses(s, levels).items():
+            table.add_row(s.name, level, f"{v['lost_true']} / {v['lost_false']}", str(v["searched"]),
+                          str(v["gated_fp32"]), str(v["extra_forwards"]))
+    console.print(table)
+    return out
 
 
 def _legacy_eval() -> None:

@@ -50,15 +50,30 @@ class ScoredPairs:
     proba: np.ndarray  # verifier P(same), 0 where a hard veto fires
     slot: np.ndarray  # look-alike edit (slots.py), refused where the operating point has the slot veto
     groups: list[str] | None = field(default=None)  # cluster per pair: the bootstrap resamples whole clusters
+    # the int8 prefilter (app/caching/prefilter.py): the index's int8 cosine per pair, searched margin below the gate
+    search: np.ndarray | None = field(default=None)
+    margin: float = 0.0
 
     def subset(self, idx: np.ndarray, name: str) -> ScoredPairs:
         return ScoredPairs(name, [self.a[i] for i in idx], [self.b[i] for i in idx], self.same[idx],
                            self.cosine[idx], self.proba[idx], self.slot[idx],
-                           None if self.groups is None else [self.groups[i] for i in idx])
+                           None if self.groups is None else [self.groups[i] for i in idx],
+                           None if self.search is None else self.search[idx], self.margin)
 
     def served(self, gate: float, threshold: float, slot_veto: bool = False) -> np.ndarray:
         hit = (self.cosine >= gate) & (self.proba >= threshold)
+        if self.search is not None:  # what the int8 search never found is never verified
+            hit &= self.search >= gate - self.margin
         return hit & ~self.slot if slot_veto else hit
+
+
+def merged(name: str, sets: list[ScoredPairs]) -> ScoredPairs:
+    """Several sets as one (for a plot): texts dropped, the int8 search cosines kept when every set has them."""
+    search = [s.search for s in sets]
+    return ScoredPairs(name, [], [], *[np.concatenate([getattr(s, f) for s in sets])
+                                       for f in ("same", "cosine", "proba", "slot")],
+                       search=None if any(x is None for x in search) else np.concatenate(search),
+                       margin=sets[0].margin)
 
 
 def _encode_both(texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[TokenView]]:

@@ -30,6 +30,9 @@ class CacheConfig(BaseModel):
     balanced_similarity_threshold: float = Field(0.70, ge=0.0, le=1.0)
     balanced_verifier_threshold: float = Field(0.70, ge=0.0, le=1.0)
     slot_veto_strict: bool = False  # the one-slot veto (always on for "balanced") at the strict level too
+    # With LLMGW_EMBED_BACKEND=onnx-int8-prefilter: the index (int8 vectors) is searched this far below the
+    # level's gate; the cache replica then gates and verifies each candidate on fp32 vectors (docs/cache.md).
+    prefilter_margin: float = Field(0.07, ge=0.0, le=0.3)  # `llmgw cache eval --prefilter` chose it
     ann_expansion_search: int | None = Field(None, ge=1)  # usearch search breadth; None: usearch's default (64)
     max_temperature: float = 1.0  # a cached answer is one valid sample up to here (omitted = 1.0); above: bypass
     ttl_seconds: int = 3600

@@ -25,10 +25,12 @@ TOKEN_FEATURES = [
 
 @dataclass(frozen=True)
 class TokenView:
-    """Word-piece ids and unit-norm contextual vectors of one text (no [CLS]/[SEP])."""
+    """Word-piece ids and unit-norm contextual vectors of one text (no [CLS]/[SEP]); ``sentence``: the text's
+    unit-norm sentence vector from the same forward (ONNX backends; what the prefilter verifies with)."""
 
     ids: np.ndarray
     vecs: np.ndarray
+    sentence: np.ndarray | None = None
 
 
 class Idf:
@@ -56,14 +58,17 @@ def encode_tokens(texts: Sequence[str], batch_size: int = 32) -> list[TokenView]
 
     embedder = get_embedder()
     out: list[TokenView] = []
-    if embedder.onnx is not None:  # the same hidden states on ONNX Runtime (app.embedding_onnx)
+    full = embedder.full  # fp32 with the int8 prefilter: the verifier always reads what it was fitted to
+    if full is not None:  # the same hidden states on ONNX Runtime (app.embedding_onnx)
         for i in range(0, len(texts), batch_size):
-            ids, mask, hidden = embedder.onnx.hidden(list(texts[i:i + batch_size]))
+            ids, mask, hidden = full.hidden(list(texts[i:i + batch_size]))
             for j in range(hidden.shape[0]):
                 n = int(mask[j].sum())
+                sentence = hidden[j, :n].mean(axis=0)  # sentence-transformers' mean pooling, as encode() does
                 vecs = hidden[j, 1:n - 1]
                 vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
-                out.append(TokenView(ids[j, 1:n - 1].astype(np.int64), vecs.astype(np.float32)))
+                out.append(TokenView(ids[j, 1:n - 1].astype(np.int64), vecs.astype(np.float32),
+                                     (sentence / max(float(np.linalg.norm(sentence)), 1e-12)).astype(np.float32)))
         return out
     model = embedder.model
     with _lock, torch.inference_mode():

@@ -19,7 +19,7 @@ from app.deploy.placement import (
 )
 from app.deploy.profiles import NodeGroup, Profile
 from app.deploy.render import APP_NAME, NODE_EXPORTER_PORT, PROM_DIR, deploy_serve_config, dump_yaml
-from app.serve_env import SERVE_ENV
+from app.serve_env import NODE_ENV
 
 RAY_VERSION = "2.60.0"
 KUBERAY_VERSION = "1.7.0"  # the CRD vendored under cluster/kuberay/crd/
@@ -29,7 +29,7 @@ def _env(profile: Profile, group: NodeGroup) -> list[dict[str, Any]]:
     # Not PROMETHEUS_MULTIPROC_DIR: Ray's own agents use prometheus_client too. The replicas get it from
     # the Serve runtime_env; here the emptyDir only makes the (fresh, per-pod) directory exist.
     env: list[dict[str, Any]] = [{"name": "PYTHONPATH", "value": profile.app_dir or "/opt/llm-gateway"}]
-    env += [{"name": k, "value": v} for k, v in SERVE_ENV.items()]  # every node, before `ray start`
+    env += [{"name": k, "value": v} for k, v in NODE_ENV.items()]  # every node, before `ray start`
     if group.head or services_group(profile, group):
         cfg = profile.gateway_config()
         required = required_secret_envs(cfg)

@@ -13,7 +13,7 @@ from typing import Any
 from app.deploy.placement import group_bounds, group_labels, group_resources, services_group
 from app.deploy.profiles import NodeGroup, Profile
 from app.deploy.render import APP_NAME, NODE_EXPORTER_PORT, PROM_DIR
-from app.serve_env import SERVE_ENV
+from app.serve_env import NODE_ENV
 
 REGION, ZONE = "us-central1", "us-central1-a"
 PROJECT = "YOUR_GCP_PROJECT"
@@ -82,7 +82,7 @@ def launcher_config(profile: Profile) -> dict[str, Any]:
             "container_name": "llmgw",
             "pull_before_run": True,
             "run_options": ["--ulimit nofile=65536:65536", f"--env-file {SECRETS_FILE}", f"-v {mount}:{mount}:ro",
-                            f"-e PYTHONPATH={profile.app_dir}", *(f"-e {k}={v}" for k, v in SERVE_ENV.items())],
+                            f"-e PYTHONPATH={profile.app_dir}", *(f"-e {k}={v}" for k, v in NODE_ENV.items())],
         },
         "head_node_type": head.name,
         "available_node_types": {g.name: _node_type(profile, g) for g in profile.node_groups},

@@ -129,19 +129,22 @@ class BatchingEmbedder:
 class RouteAnalyzer:
     """Embedding + classifier verdicts; ``counters`` as the Router deployment reports them."""
 
-    def __init__(self, config: RouterConfig, embedder: BatchingEmbedder, classifier: Any = None) -> None:
+    def __init__(self, config: RouterConfig, embedder: BatchingEmbedder, classifier: Any = None,
+                 encode_full: EncodeFn | None = None) -> None:
         self.config = config
         self.embedder = embedder
+        self.encode_full = encode_full or embedder.encode  # /v1/embeddings: fp32 even under the int8 prefilter
         self.classifier = classifier
         self.counters = {"decisions": 0, "fallbacks": 0, "embed_errors": 0}
 
     @classmethod
     def load(cls, config: RouterConfig, encode: EncodeFn | None = None) -> RouteAnalyzer:
         """The bundled (or configured) classifier and the process's MiniLM; a broken artifact routes to the default."""
+        encode_full = None
         if encode is None:
             from app.embedding import get_embedder
 
-            encode = get_embedder().encode
+            encode, encode_full = get_embedder().encode, get_embedder().encode_full
         classifier = None
         if config.enabled:
             try:
@@ -150,7 +153,7 @@ class RouteAnalyzer:
                 classifier = RouterClassifier.load(config.artifact)
             except Exception as exc:  # a missing/corrupt artifact must not take the gateway down
                 logger.error("router classifier unavailable, routing to %s: %s", config.default_pool, exc)
-        return cls(config, BatchingEmbedder(encode, config.max_batch_size), classifier)
+        return cls(config, BatchingEmbedder(encode, config.max_batch_size), classifier, encode_full)
 
     async def embed(self, text: str) -> np.ndarray | None:
         try:
@@ -177,7 +180,7 @@ class RouteAnalyzer:
 
     async def embed_batch(self, texts: list[str]) -> list[list[float]]:
         """``/v1/embeddings`` in-process: the worker thread, no memo (inputs may be large)."""
-        vectors = await self.embedder.in_worker(self.embedder.encode, list(texts))
+        vectors = await self.embedder.in_worker(self.encode_full, list(texts))
         return [v.tolist() for v in vectors]
 
     def stats(self) -> dict[str, Any]:

@@ -58,3 +58,21 @@ def test_export_happens_once_per_location(tmp_path, monkeypatch):
     assert path.stat().st_mtime_ns == stamp
     vec = embedding_onnx.OnnxMiniLM(path, src / "tokenizer.json").encode(["hello"])
     assert vec.shape == (1, 384)
+
+
+def test_prefilter_encodes_int8_and_keeps_fp32_for_views_and_embeddings_api(embedders, monkeypatch):
+    from app.caching import token_features
+    from app.embedding import PREFILTER, Embedder
+
+    onnx, _ = embedders
+    pre = Embedder(backend=PREFILTER)
+    fast, exact = pre.encode(TEXTS[1:5]), onnx.encode(TEXTS[1:5])
+    cos = np.sum(fast * exact, axis=1)
+    assert float(np.abs(fast - exact).max()) > 1e-3 and float(cos.min()) > 0.9  # int8: near, not the same
+    np.testing.assert_allclose(pre.encode_full(TEXTS[1:5]), exact, atol=1e-5)  # /v1/embeddings stays fp32
+    monkeypatch.setattr("app.embedding.get_embedder", lambda: pre)
+    views = token_features.encode_tokens(TEXTS[1:5])
+    monkeypatch.setattr("app.embedding.get_embedder", lambda: onnx)
+    for got, want, sentence in zip(views, token_features.encode_tokens(TEXTS[1:5]), exact, strict=True):
+        assert float(np.abs(got.vecs - want.vecs).max()) < 1e-5  # the verifier reads fp32 token views
+        assert float(np.abs(got.sentence - sentence).max()) < 1e-5  # and the same forward's fp32 sentence vector

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.serve_env import SERVE_ENV, apply_serve_env
+from app.serve_env import GATEWAY_ENV, NODE_ENV, SERVE_ENV, apply_gateway_env, apply_serve_env
 
 
 def test_defaults_fill_only_what_is_unset():
@@ -11,6 +11,15 @@ def test_defaults_fill_only_what_is_unset():
     assert got == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "0",
                    "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert "LLMGW_EMBED_BACKEND" not in env  # the offline tools' environment keeps full-precision vectors
+
+
+def test_the_gateway_runs_the_int8_prefilter_unless_told_otherwise():
+    env = {"LLMGW_EMBED_BACKEND": "onnx"}
+    assert apply_gateway_env(env)["LLMGW_EMBED_BACKEND"] == "onnx"  # an explicit value wins
+    fresh: dict[str, str] = {}
+    got = apply_gateway_env(fresh)
+    assert got == {**SERVE_ENV, **GATEWAY_ENV} == NODE_ENV and fresh["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter"
 
 
 def test_rendered_cluster_files_carry_the_switches():
@@ -18,7 +27,7 @@ def test_rendered_cluster_files_carry_the_switches():
 
     rayservice = (ROOT / "cluster/kuberay/rayservice.yaml").read_text()
     launcher = (ROOT / "cluster/launcher/cluster.yaml").read_text()
-    for name, value in SERVE_ENV.items():
+    for name, value in NODE_ENV.items():
         assert f"name: {name}" in rayservice and f"-e {name}={value}" in launcher
 
 
@@ -31,7 +40,7 @@ def test_every_kuberay_container_env_has_them():
     pods = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
     for pod in pods:
         env = {e["name"]: e.get("value") for e in pod["template"]["spec"]["containers"][0]["env"]}
-        assert all(env.get(k) == v for k, v in SERVE_ENV.items())
+        assert all(env.get(k) == v for k, v in NODE_ENV.items())
 
 
 def test_private_haproxy_ports_are_free_and_not_leaked(monkeypatch):
