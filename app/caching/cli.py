@@ -98,11 +98,11 @@ def evaluate(
     """Strict and balanced operating points on disjoint report splits, with bootstrap 95 % intervals."""
     if legacy:
         return _legacy_eval()
-    from app.embedding import embedding_kind
+    from app.embedding import embedding_kind, verifies_full_precision
 
-    if prefilter and embedding_kind() != "minilm-fp32":
-        raise typer.BadParameter("--prefilter scores fp32 and int8 itself: run it on the fp32 backend "
-                                 "(LLMGW_EMBED_BACKEND unset)")
+    if embedding_kind() != "minilm-fp32" and (prefilter or verifies_full_precision()):
+        raise typer.BadParameter("the prefilter gates and verifies on fp32 vectors: score it with "
+                                 "`LLMGW_EMBED_BACKEND=onnx llmgw cache eval --prefilter` (fp32 and int8 side by side)")
     from app.caching.loader import load_verifier
     from app.caching.quality import build_sets, choose_balanced, curve, hand_pairs, measure
     from app.caching.settings import CacheConfig

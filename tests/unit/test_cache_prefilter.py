@@ -96,3 +96,40 @@ def test_a_candidate_over_the_gate_in_int8_but_under_it_in_fp32_is_not_served(fp
         assert await plain.lookup(q(OTHER, emb=query)) is not None  # what the fp32 gate is there to stop
 
     asyncio.run(go())
+
+
+def scored(cosine, search, same, proba=None):
+    from app.caching.quality import ScoredPairs
+
+    n = len(cosine)
+    texts = [f"q{i}" for i in range(n)]
+    return ScoredPairs("t", texts, [t + "'" for t in texts], np.array(same), np.array(cosine, dtype=np.float32),
+                       np.array(proba if proba is not None else [0.9] * n), np.zeros(n, dtype=bool),
+                       search=np.array(search, dtype=np.float32))
+
+
+def test_the_offline_prefilter_only_loses_what_the_int8_search_misses_and_counts_extra_forwards() -> None:
+    from dataclasses import replace
+
+    from app.caching.prefilter import losses
+    from app.caching.strictness import OperatingPoint
+
+    # fp32 serves pairs 0-2 (cosine >= 0.80, P >= 0.85); int8 puts pair 1 at 0.77 and pair 2 at 0.70
+    s = scored([0.90, 0.81, 0.82, 0.75, 0.60], [0.91, 0.77, 0.70, 0.79, 0.50], [True, True, False, False, False])
+    points = {"strict": OperatingPoint(0.80, 0.85)}
+    at4 = losses(replace(s, margin=0.04), points)["strict"]
+    assert at4 == {"lost_true": 0, "lost_false": 1, "searched": 3, "gated_fp32": 3, "extra_forwards": 1}
+    at0 = losses(replace(s, margin=0.0), points)["strict"]
+    assert at0["lost_true"] == 1 and at0["lost_false"] == 1 and at0["searched"] == 1
+    served = replace(s, margin=0.04).served(0.80, 0.85)
+    assert served.tolist() == [True, True, False, False, False]  # never more than fp32 serves
+
+
+def test_cache_eval_refuses_to_score_the_prefilter_on_int8_vectors(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from app.caching.cli import cache_app
+
+    monkeypatch.setenv("LLMGW_EMBED_BACKEND", "onnx-int8-prefilter")
+    result = CliRunner().invoke(cache_app, ["eval"])
+    assert result.exit_code != 0 and "--prefilter" in result.output
