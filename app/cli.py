@@ -60,9 +60,9 @@ def start_gateway(
     app_args = gateway_args(data) if "applications" in data else data  # per-pool apps: run as one app here
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("RAY_worker_niceness", "0")  # Ray nices workers to 15; the engines must not starve
-    from app.serve_env import apply_gateway_env
+    from app.serve_env import gateway_env_while_starting
 
-    apply_gateway_env()  # HAProxy, throughput-optimised Serve, the int8 prefilter, unless the environment says no
+    apply_serve_env()  # HAProxy, throughput-optimised Serve, unless the environment says no
     from app.observability.metrics import prepare_multiprocess_dir
 
     # Every process Ray starts from here inherits the metrics dir: /metrics merges the replicas' samples.
@@ -72,7 +72,9 @@ def start_gateway(
     if not ray.is_initialized():
         from app.serve_env import private_haproxy_ports
 
-        with private_haproxy_ports():  # this local Ray's HAProxy does not take another gateway's fixed ports
+        # Ray's processes take the int8 prefilter (unless the environment says no); this one keeps its own, and
+        # this local Ray's HAProxy does not take another gateway's fixed ports.
+        with private_haproxy_ports(), gateway_env_while_starting():
             ray.init(
                 address="local",
                 num_cpus=num_cpus,

@@ -41,6 +41,20 @@ def apply_gateway_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {**apply_serve_env(env), **{name: env[name] for name in GATEWAY_ENV}}
 
 
+@contextlib.contextmanager
+def gateway_env_while_starting() -> Iterator[dict[str, str]]:
+    """``GATEWAY_ENV`` in ``os.environ`` (each only where unset) while a local Ray starts: its raylet, and so
+    every worker, replica and engine it spawns, inherits them; the caller's environment is restored after, so
+    the process that started the gateway (a test session, a notebook) keeps its own embedding runtime."""
+    added = {name: value for name, value in GATEWAY_ENV.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield {name: os.environ[name] for name in GATEWAY_ENV}
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set every switch not already set; returns the values in force."""
     env = os.environ if environ is None else environ

@@ -304,5 +304,6 @@ class ResponseCache:
                        redis_up=None if self.redis is None else self.redis.up,
                        redis_errors=0 if self.redis is None else self.redis.errors,
                        redis_pending=0 if self.redis is None else len(self.redis.pending_writes),
-                       rebuild=dict(self.rebuild_status))
+                       rebuild=dict(self.rebuild_status),
+                       embedding_kind=self.embedding_kind, prefilter=self.refine)
         return out

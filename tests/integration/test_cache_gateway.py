@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -101,3 +102,13 @@ def test_admin_stats_invalidate_flush(client) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tenant"
     assert client.post("/admin/cache/flush").json()["flushed"] >= 1
     assert client.get("/admin/cache/stats").json()["entries"] == 0
+
+
+def test_the_graph_runs_the_int8_prefilter_and_the_test_process_keeps_its_own_runtime(client) -> None:
+    """The gateway's runtime default reaches every replica through Ray's environment, not this process's."""
+    from tests.conftest import OUTER_EMBED_BACKEND
+
+    stats = client.get("/admin/cache/stats").json()
+    if OUTER_EMBED_BACKEND in (None, "onnx-int8-prefilter"):
+        assert stats["embedding_kind"] == "minilm-int8" and stats["prefilter"] is True
+    assert os.environ.get("LLMGW_EMBED_BACKEND") == OUTER_EMBED_BACKEND

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from app.serve_env import GATEWAY_ENV, NODE_ENV, SERVE_ENV, apply_gateway_env, apply_serve_env
+import os
+
+from app.serve_env import (
+    GATEWAY_ENV,
+    NODE_ENV,
+    SERVE_ENV,
+    apply_gateway_env,
+    apply_serve_env,
+    gateway_env_while_starting,
+)
 
 
 def test_defaults_fill_only_what_is_unset():
@@ -20,6 +29,17 @@ def test_the_gateway_runs_the_int8_prefilter_unless_told_otherwise():
     fresh: dict[str, str] = {}
     got = apply_gateway_env(fresh)
     assert got == {**SERVE_ENV, **GATEWAY_ENV} == NODE_ENV and fresh["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter"
+
+
+def test_the_runtime_default_is_set_only_while_ray_starts(monkeypatch):
+    monkeypatch.delenv("LLMGW_EMBED_BACKEND", raising=False)
+    with gateway_env_while_starting() as got:
+        assert os.environ["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter" == got["LLMGW_EMBED_BACKEND"]
+    assert "LLMGW_EMBED_BACKEND" not in os.environ  # the starting process keeps full-precision vectors
+    monkeypatch.setenv("LLMGW_EMBED_BACKEND", "onnx")
+    with gateway_env_while_starting() as got:
+        assert got["LLMGW_EMBED_BACKEND"] == "onnx"
+    assert os.environ["LLMGW_EMBED_BACKEND"] == "onnx"
 
 
 def test_rendered_cluster_files_carry_the_switches():
