@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
+from app.serve_env import NODE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -66,6 +68,8 @@ class LocalCluster:
                    VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    RAY_USAGE_STATS_ENABLED="0", LLMGW_LOCAL_CLUSTER=str(self.temp_dir),
                    RAY_AUTH_TOKEN=secrets.token_hex(32))  # own token: no reliance on ~/.ray/auth_token
+        for name, value in NODE_ENV.items():  # what a real node's environment carries, unless set here
+            env.setdefault(name, value)
         self.env = env
 
     @property

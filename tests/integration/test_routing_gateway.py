@@ -15,10 +15,11 @@ HARD = ("A train leaves at 3:15 pm travelling 84 km/h; a second leaves the same 
 
 
 def test_auto_is_routed_by_the_classifier_with_decision_headers(client) -> None:
-    from app.embedding import get_embedder
+    from app.embedding import Embedder
     from app.routing.classifier import RouterClassifier
+    from tests.conftest import graph_embed_backend
 
-    clf, embedder = RouterClassifier.load(), get_embedder()
+    clf, embedder = RouterClassifier.load(), Embedder(backend=graph_embed_backend())  # the vectors the graph routes on
     for text in (EASY, HARD, "Which of the following is a prime number?\nA. 21\nB. 27\nC. 29\nD. 33\nAnswer:"):
         resp = client.post("/v1/chat/completions", json={"model": "auto", "max_tokens": 4, "cache": False,
                                                           "messages": [{"role": "user", "content": text}]})

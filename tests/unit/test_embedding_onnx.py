@@ -76,3 +76,20 @@ def test_prefilter_encodes_int8_and_keeps_fp32_for_views_and_embeddings_api(embe
     for got, want, sentence in zip(views, token_features.encode_tokens(TEXTS[1:5]), exact, strict=True):
         assert float(np.abs(got.vecs - want.vecs).max()) < 1e-5  # the verifier reads fp32 token views
         assert float(np.abs(got.sentence - sentence).max()) < 1e-5  # and the same forward's fp32 sentence vector
+
+
+def test_an_int8_vector_depends_on_its_text_only_not_on_its_batch():
+    """Dynamic int8 scales come from the whole input tensor: batched, a text's vector moved with its neighbours."""
+    from app.embedding import Embedder
+
+    int8 = Embedder(backend="onnx-int8")
+    alone = np.stack([int8.encode([t])[0] for t in TEXTS])
+    np.testing.assert_array_equal(int8.encode(TEXTS), alone)  # the same vectors in one call, any batch size
+    np.testing.assert_array_equal(int8.encode(TEXTS[::-1], batch_size=4), alone[::-1])
+    ids, mask, hidden = int8.onnx.hidden(TEXTS[1:4])  # token views too, padded to the longest
+    for row, text in enumerate(TEXTS[1:4]):
+        one_ids, one_mask, one_hidden = int8.onnx.hidden([text])
+        n = one_ids.shape[1]
+        np.testing.assert_array_equal(ids[row, :n], one_ids[0])
+        assert mask[row, n:].sum() == 0 and mask[row, :n].tolist() == one_mask[0].tolist()
+        np.testing.assert_array_equal(hidden[row, :n], one_hidden[0])
