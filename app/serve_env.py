@@ -42,17 +42,24 @@ def apply_gateway_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def _unset_ones_while(values: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Put each of ``values`` not already set into ``os.environ``; yield those added; take them out after."""
+    added = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield added
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextlib.contextmanager
 def gateway_env_while_starting() -> Iterator[dict[str, str]]:
     """``GATEWAY_ENV`` in ``os.environ`` (each only where unset) while a local Ray starts: its raylet, and so
     every worker, replica and engine it spawns, inherits them; the caller's environment is restored after, so
     the process that started the gateway (a test session, a notebook) keeps its own embedding runtime."""
-    added = {name: value for name, value in GATEWAY_ENV.items() if name not in os.environ}
-    os.environ.update(added)
-    try:
+    with _unset_ones_while(GATEWAY_ENV):
         yield {name: os.environ[name] for name in GATEWAY_ENV}
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def apply_serve_env(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -81,10 +88,5 @@ def private_haproxy_ports() -> Iterator[dict[str, str]]:
     """Free ports for HAProxy's listeners and its fallback proxy while a local Ray starts (its processes keep
     them), unless set; the caller's environment is restored after, so a second local cluster started
     from the same process (tests) takes its own. Clusters keep Serve's fixed defaults."""
-    added = {name: str(_free_port()) for name in HAPROXY_PORT_ENVS if name not in os.environ}
-    os.environ.update(added)
-    try:
+    with _unset_ones_while({name: str(_free_port()) for name in HAPROXY_PORT_ENVS if name not in os.environ}) as added:
         yield added
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
