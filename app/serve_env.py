@@ -33,14 +33,6 @@ GATEWAY_ENV = {"LLMGW_EMBED_BACKEND": "onnx-int8-prefilter"}
 NODE_ENV = {**SERVE_ENV, **GATEWAY_ENV}  # what a cluster node's environment carries
 
 
-def apply_gateway_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """``apply_serve_env`` and the gateway's runtime defaults (``GATEWAY_ENV``), each only where unset."""
-    env = os.environ if environ is None else environ
-    for name, value in GATEWAY_ENV.items():
-        env.setdefault(name, value)
-    return {**apply_serve_env(env), **{name: env[name] for name in GATEWAY_ENV}}
-
-
 @contextlib.contextmanager
 def _unset_ones_while(values: dict[str, str]) -> Iterator[dict[str, str]]:
     """Put each of ``values`` not already set into ``os.environ``; yield those added; take them out after."""

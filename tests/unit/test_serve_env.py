@@ -8,7 +8,6 @@ from app.serve_env import (
     GATEWAY_ENV,
     NODE_ENV,
     SERVE_ENV,
-    apply_gateway_env,
     apply_serve_env,
     gateway_env_while_starting,
 )
@@ -23,12 +22,8 @@ def test_defaults_fill_only_what_is_unset():
     assert "LLMGW_EMBED_BACKEND" not in env  # the offline tools' environment keeps full-precision vectors
 
 
-def test_the_gateway_runs_the_int8_prefilter_unless_told_otherwise():
-    env = {"LLMGW_EMBED_BACKEND": "onnx"}
-    assert apply_gateway_env(env)["LLMGW_EMBED_BACKEND"] == "onnx"  # an explicit value wins
-    fresh: dict[str, str] = {}
-    got = apply_gateway_env(fresh)
-    assert got == {**SERVE_ENV, **GATEWAY_ENV} == NODE_ENV and fresh["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter"
+def test_a_node_carries_the_serve_switches_and_the_int8_prefilter():
+    assert NODE_ENV == {**SERVE_ENV, **GATEWAY_ENV} and NODE_ENV["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter"
 
 
 def test_the_runtime_default_is_set_only_while_ray_starts(monkeypatch):
