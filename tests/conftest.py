@@ -18,14 +18,15 @@ ADMIN_KEY = "sk-llmgw-test-admin-" + "0" * 32  # the test graph's admin key (inh
 os.environ.setdefault("LLMGW_ADMIN_KEY", ADMIN_KEY)
 OUTER_EMBED_BACKEND = os.environ.get("LLMGW_EMBED_BACKEND")  # the session's own; starting the graph must keep it
 
+SPAN_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-spans-{GATEWAY_PORT}.jsonl"
+REQUEST_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-requests-{GATEWAY_PORT}.jsonl"
+
 
 def graph_embed_backend() -> str:
     """The embedding runtime the test graph's replicas run (the gateway's default unless the session sets one)."""
     from app.serve_env import GATEWAY_ENV
 
     return OUTER_EMBED_BACKEND or GATEWAY_ENV["LLMGW_EMBED_BACKEND"]
-SPAN_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-spans-{GATEWAY_PORT}.jsonl"
-REQUEST_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"llmgw-test-requests-{GATEWAY_PORT}.jsonl"
 
 
 @pytest.fixture(scope="session")

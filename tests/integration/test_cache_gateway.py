@@ -106,9 +106,9 @@ def test_admin_stats_invalidate_flush(client) -> None:
 
 def test_the_graph_runs_the_int8_prefilter_and_the_test_process_keeps_its_own_runtime(client) -> None:
     """The gateway's runtime default reaches every replica through Ray's environment, not this process's."""
-    from tests.conftest import OUTER_EMBED_BACKEND
+    from tests.conftest import OUTER_EMBED_BACKEND, graph_embed_backend
 
     stats = client.get("/admin/cache/stats").json()
-    if OUTER_EMBED_BACKEND in (None, "onnx-int8-prefilter"):
+    if graph_embed_backend() == "onnx-int8-prefilter":
         assert stats["embedding_kind"] == "minilm-int8" and stats["prefilter"] is True
     assert os.environ.get("LLMGW_EMBED_BACKEND") == OUTER_EMBED_BACKEND

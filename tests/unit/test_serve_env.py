@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 from app.serve_env import (
-    GATEWAY_ENV,
     NODE_ENV,
-    SERVE_ENV,
     apply_serve_env,
     gateway_env_while_starting,
 )
@@ -20,10 +18,6 @@ def test_defaults_fill_only_what_is_unset():
                    "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000"}
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert "LLMGW_EMBED_BACKEND" not in env  # the offline tools' environment keeps full-precision vectors
-
-
-def test_a_node_carries_the_serve_switches_and_the_int8_prefilter():
-    assert NODE_ENV == {**SERVE_ENV, **GATEWAY_ENV} and NODE_ENV["LLMGW_EMBED_BACKEND"] == "onnx-int8-prefilter"
 
 
 def test_the_runtime_default_is_set_only_while_ray_starts(monkeypatch):
